@@ -1,0 +1,53 @@
+#include "vmm/util.h"
+
+#include <stdarg.h>
+#include <time.h>
+
+int vmm_verbosity;
+
+static void vlog(const char *fmt, va_list ap)
+{
+	char line[512];
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	/* One write per line so concurrent threads do not interleave. */
+	fprintf(stderr, "vmm: %s\n", line);
+}
+
+void vmm_log(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(fmt, ap);
+	va_end(ap);
+}
+
+void vmm_verbose(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!vmm_verbosity)
+		return;
+	va_start(ap, fmt);
+	vlog(fmt, ap);
+	va_end(ap);
+}
+
+uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+int log_ratelimit(uint64_t *last_ns)
+{
+	uint64_t now = monotonic_ns();
+
+	if (*last_ns && now - *last_ns < 1000000000ULL)
+		return 0;
+	*last_ns = now;
+	return 1;
+}
