@@ -80,6 +80,7 @@ struct virtq {
 	bool indirect;         /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
 	bool notify_disabled;  /* between virtq_disable_notify and virtq_enable_notify */
 	bool signalled_valid;  /* signalled_used means something */
+	bool unsignalled;      /* published since the last needs_notify */
 	uint16_t last_avail_idx; /* next avail ring slot the device consumes */
 	uint16_t avail_idx_shadow; /* last avail->idx read */
 	uint16_t used_idx;     /* shadow of used->idx, including unpublished pushes */
