@@ -15,11 +15,12 @@
 
 /* Reserved low memory: EBDA and the BIOS area, where firmware tables live. */
 #define X86_EBDA_START       0x9fc00ULL
-#define X86_MPTABLE_ADDR     0x9fc00ULL  /* MP floating pointer + table, in the EBDA */
-#define X86_MPTABLE_MAX      0x400ULL
 #define X86_BIOS_START       0xe0000ULL
-#define X86_ACPI_ADDR        0xe0000ULL  /* RSDP first, then the tables */
+#define X86_ACPI_ADDR        0xe0000ULL  /* RSDP first, then the tables: 0xe0000-0xeffff */
 #define X86_ACPI_MAX         0x10000ULL
+/* MP floating pointer + table (~6.3 KiB at 254 CPUs, too big for the EBDA's 1 KiB): 0xf0000-0xfffff */
+#define X86_MPTABLE_ADDR     0xf0000ULL
+#define X86_MPTABLE_MAX      0x10000ULL
 #define X86_HIMEM_START      0x100000ULL /* 1 MiB: where RAM resumes and the kernel loads */
 
 /* The 32-bit hole below 4 GiB: PCI windows and platform MMIO. RAM above 3 GiB moves above 4 GiB. */
