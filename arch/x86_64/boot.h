@@ -1,0 +1,76 @@
+/*
+ * The x86_64 Linux boot protocol (Documentation/arch/x86/boot.rst): parse a
+ * bzImage, lay out the kernel, initramfs, command line, zero page and e820
+ * map in guest memory, and describe where the 64-bit entry starts.
+ */
+#ifndef ARCH_X86_64_BOOT_H
+#define ARCH_X86_64_BOOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <asm/bootparam.h>
+
+#include "vmm/gmem.h"
+
+/* What the setup header says, after validation. */
+struct bzimage {
+	uint16_t version;          /* boot protocol, e.g. 0x020f */
+	uint64_t kernel_offset;    /* file offset of the protected-mode kernel */
+	uint64_t kernel_size;
+	uint32_t initrd_addr_max;  /* highest byte address the initramfs may occupy */
+	uint32_t cmdline_size;     /* longest command line, excluding the NUL */
+	uint32_t init_size;        /* memory the kernel needs from its load address */
+	struct setup_header hdr;   /* verbatim, for the zero page */
+};
+
+/*
+ * Validate the setup header of a bzImage of len bytes. On failure returns
+ * -ENOEXEC and points *why at a sentence naming what is wrong.
+ */
+int bzimage_parse(const uint8_t *img, size_t len, struct bzimage *bz, const char **why) WUR;
+
+/* The e820 map for this guest memory; returns the number of entries (<= max). */
+unsigned x86_e820_build(const struct gmem *gm, struct boot_e820_entry *tab, unsigned max);
+
+struct x86_boot_params {
+	const uint8_t *kernel;     /* the whole bzImage file */
+	size_t kernel_len;
+	const uint8_t *initrd;     /* may be NULL */
+	size_t initrd_len;
+	const char *cmdline;
+	uint64_t rsdp_gpa;         /* 0 when there are no ACPI tables */
+};
+
+struct x86_boot_layout {
+	uint64_t entry;            /* 64-bit entry point: kernel load address + 0x200 */
+	uint64_t zero_page;        /* guest-physical address of struct boot_params */
+	uint64_t kernel_start, kernel_end;
+	uint64_t initrd_start, initrd_end;
+};
+
+/*
+ * Copy kernel, initramfs and command line into guest memory and build the
+ * zero page. On failure returns -errno and writes a one-line reason to err.
+ */
+int x86_boot_load(const struct gmem *gm, const struct x86_boot_params *p,
+		  struct x86_boot_layout *out, char *err, size_t errlen) WUR;
+
+/* Identity-mapped page tables for the first 4 GiB and a flat GDT, as the 64-bit entry needs. */
+int x86_boot_build_page_tables(const struct gmem *gm) WUR;
+int x86_boot_build_gdt(const struct gmem *gm) WUR;
+
+/* GDT selectors the vCPU registers use. */
+#define X86_GDT_CODE_SEL 0x08
+#define X86_GDT_DATA_SEL 0x10
+#define X86_GDT_TSS_SEL  0x18
+#define X86_GDT_ENTRIES  4
+
+/* One GDT descriptor from flags (access byte + granularity nibble), base and limit. */
+static inline uint64_t x86_gdt_entry(uint16_t flags, uint32_t base, uint32_t limit)
+{
+	return ((uint64_t)(base & 0xff000000u) << 32) | ((uint64_t)(flags & 0xf0ffu) << 40) |
+	       ((uint64_t)(limit & 0x000f0000u) << 32) | ((uint64_t)(base & 0x00ffffffu) << 16) |
+	       (uint64_t)(limit & 0x0000ffffu);
+}
+
+#endif

@@ -1,0 +1,121 @@
+/* Wires the legacy PC devices onto the I/O port bus; one table, so main never grows a switch. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arch/x86_64/layout.h"
+#include "devices/platform.h"
+#include "devices/serial.h"
+#include "vmm/vm.h"
+
+struct platform {
+	struct serial serial;
+	struct i8042 i8042;
+	struct rtc rtc;
+	int serial_fd;       /* the --serial file we opened, or -1 */
+	bool serial_ready;
+};
+
+static struct platform *platform_of(struct vm *vm)
+{
+	return (struct platform *)vm->platform;
+}
+
+static void serial_irq(void *opaque, int level)
+{
+	struct vm *vm = opaque;
+
+	vm_irq_line(vm, X86_COM1_IRQ, level);
+}
+
+/* Port 0x80 (POST codes, Linux's I/O delay) and friends: accepted and ignored. */
+static void sink_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool is_write)
+{
+	(void)opaque;
+	(void)offset;
+	if (!is_write)
+		memset(data, 0xff, len);
+}
+
+static int open_serial_output(struct vm *vm, struct platform *p, int *fd)
+{
+	switch (vm->cfg->serial) {
+	case SERIAL_STDIO:
+		*fd = STDOUT_FILENO;
+		return 0;
+	case SERIAL_OFF:
+		*fd = -1;
+		return 0;
+	case SERIAL_FILE:
+		p->serial_fd = open(vm->cfg->serial_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (p->serial_fd < 0) {
+			pr_err("--serial file=%s: %s", vm->cfg->serial_path, strerror(errno));
+			return -errno;
+		}
+		*fd = p->serial_fd;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int platform_devices_init(struct vm *vm)
+{
+	struct platform *p = calloc(1, sizeof(*p));
+	const struct {
+		uint64_t port, len;
+		bus_io_fn fn;
+		void *opaque;
+		const char *name;
+	} ranges[] = {
+		{ X86_COM1_PORT, 8, serial_io, &p->serial, "serial" },
+		{ X86_I8042_PORT_DATA, 5, i8042_io, &p->i8042, "i8042" },
+		{ X86_RTC_PORT, 2, rtc_io, &p->rtc, "rtc" },
+		{ X86_ACPI_PM1A_EVT, 6, acpi_pm_io, vm, "acpi-pm" },
+		{ X86_EXIT_PORT, 4, exit_dev_io, vm, "exit" },
+		{ 0x80, 1, sink_io, NULL, "post" },
+	};
+	int out_fd = -1, ret;
+
+	if (!p)
+		return -ENOMEM;
+	p->serial_fd = -1;
+	vm->platform = p;
+	p->i8042.vm = vm;
+
+	ret = open_serial_output(vm, p, &out_fd);
+	if (ret)
+		return ret;
+	ret = serial_init(&p->serial, out_fd, serial_irq, vm);
+	if (ret)
+		return ret;
+	p->serial_ready = true;
+	vm->serial = &p->serial;
+
+	for (size_t i = 0; i < ARRAY_SIZE(ranges); i++) {
+		ret = bus_register(&vm->pio, ranges[i].port, ranges[i].len, ranges[i].fn,
+				   ranges[i].opaque, ranges[i].name);
+		if (ret) {
+			pr_err("registering %s at port %#llx failed: %s", ranges[i].name,
+			       (unsigned long long)ranges[i].port, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+void platform_devices_destroy(struct vm *vm)
+{
+	struct platform *p = platform_of(vm);
+
+	if (!p)
+		return;
+	if (p->serial_ready)
+		serial_destroy(&p->serial);
+	if (p->serial_fd >= 0)
+		close(p->serial_fd);
+	free(p);
+	vm->platform = NULL;
+	vm->serial = NULL;
+}

@@ -1,0 +1,37 @@
+/* The legacy PC devices every guest gets: COM1, i8042, CMOS RTC, ACPI PM, the exit device. */
+#ifndef DEVICES_PLATFORM_H
+#define DEVICES_PLATFORM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/util.h"
+
+struct vm;
+
+int platform_devices_init(struct vm *vm) WUR;
+void platform_devices_destroy(struct vm *vm);
+
+/* Device I/O handlers, exposed for unit tests. */
+void i8042_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool is_write);
+void rtc_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool is_write);
+void acpi_pm_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool is_write);
+void exit_dev_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool is_write);
+
+/* CMOS RTC state: the index register and NMI mask; time comes from the host clock. */
+struct rtc {
+	uint8_t index;
+	uint8_t regs[128];
+};
+uint8_t rtc_read_reg(struct rtc *rtc, uint8_t index, long long now);
+
+/* i8042: enough of the keyboard controller for probing and reboot=k. */
+struct i8042 {
+	struct vm *vm;
+	uint8_t ctr;         /* controller configuration byte */
+	uint8_t out;         /* output buffer */
+	bool out_full;
+	uint8_t pending_cmd; /* a command waiting for its data byte */
+};
+
+#endif

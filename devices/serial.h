@@ -1,0 +1,46 @@
+/* A 16550A UART (COM1): what Linux's 8250 driver probes as "16550A", with a 16-byte FIFO. */
+#ifndef DEVICES_SERIAL_H
+#define DEVICES_SERIAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SERIAL_FIFO_SIZE 16
+#define SERIAL_TAIL_SIZE 256
+
+typedef void (*serial_irq_fn)(void *opaque, int level);
+
+struct serial {
+	pthread_mutex_t lock;
+	int out_fd;                  /* transmitted bytes go here; -1 discards them */
+	serial_irq_fn set_irq;
+	void *irq_opaque;
+	int irq_level;
+	int room_efd;                /* eventfd, signalled when the guest drains the RX FIFO */
+
+	uint8_t ier, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
+	bool thr_irq;                /* THR-empty interrupt pending (cleared by reading IIR) */
+	uint8_t rx[SERIAL_FIFO_SIZE];
+	unsigned rx_head, rx_count;
+
+	char tail[SERIAL_TAIL_SIZE]; /* the last line the guest printed, for error messages */
+	size_t tail_len;
+	char last_line[SERIAL_TAIL_SIZE];
+};
+
+int serial_init(struct serial *s, int out_fd, serial_irq_fn set_irq, void *opaque);
+void serial_destroy(struct serial *s);
+
+/* The I/O handler for the 8 registers (offset 0..7). */
+void serial_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool is_write);
+
+/* Host input: queue up to len bytes; returns how many fit in the FIFO. */
+size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len);
+size_t serial_rx_room(struct serial *s);
+
+/* The last complete (or current partial) line of output, NUL-terminated. */
+void serial_last_line(struct serial *s, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,297 @@
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "arch/x86_64/boot.h"
+#include "arch/x86_64/layout.h"
+
+#define FAKE_SETUP_SECTS 4
+#define FAKE_KERNEL_SIZE (64 * 1024)
+
+/* A minimal image with a valid setup header: enough for the loader, not for a CPU. */
+static uint8_t *fake_bzimage(size_t *len)
+{
+	size_t n = (FAKE_SETUP_SECTS + 1) * 512 + FAKE_KERNEL_SIZE;
+	uint8_t *img = calloc(1, n);
+	struct setup_header *h = (struct setup_header *)(img + 0x1f1);
+
+	h->setup_sects = FAKE_SETUP_SECTS;
+	h->boot_flag = 0xaa55;
+	h->header = 0x53726448;
+	h->version = 0x020f;
+	h->loadflags = LOADED_HIGH;
+	h->xloadflags = XLF_KERNEL_64;
+	h->initrd_addr_max = 0x7fffffff;
+	h->cmdline_size = 2048;
+	h->init_size = 4 * 1024 * 1024;
+	h->syssize = FAKE_KERNEL_SIZE / 16;
+	memset(img + (FAKE_SETUP_SECTS + 1) * 512, 0xcc, FAKE_KERNEL_SIZE);
+	*len = n;
+	return img;
+}
+
+static struct setup_header *hdr_of(uint8_t *img)
+{
+	return (struct setup_header *)(img + 0x1f1);
+}
+
+static void expect_rejected(uint8_t *img, size_t len, const char *needle)
+{
+	struct bzimage bz;
+	const char *why = NULL;
+
+	assert_int_equal(bzimage_parse(img, len, &bz, &why), -ENOEXEC);
+	assert_non_null(why);
+	if (!strstr(why, needle))
+		fail_msg("'%s' does not mention '%s'", why, needle);
+}
+
+static void test_parse_valid(void **state)
+{
+	struct bzimage bz;
+	const char *why;
+	size_t len;
+	uint8_t *img = fake_bzimage(&len);
+
+	(void)state;
+	assert_int_equal(bzimage_parse(img, len, &bz, &why), 0);
+	assert_int_equal(bz.kernel_offset, (FAKE_SETUP_SECTS + 1) * 512);
+	assert_int_equal(bz.kernel_size, FAKE_KERNEL_SIZE);
+	assert_int_equal(bz.version, 0x020f);
+	assert_int_equal(bz.cmdline_size, 2048);
+	free(img);
+}
+
+static void test_parse_rejects_bad_images(void **state)
+{
+	size_t len;
+	uint8_t *img = fake_bzimage(&len);
+
+	(void)state;
+	expect_rejected(img, 100, "too short");
+	hdr_of(img)->header = 0x464c457f; /* an ELF file has no HdrS */
+	expect_rejected(img, len, "not a bzImage");
+	hdr_of(img)->header = 0x53726448;
+	hdr_of(img)->version = 0x0206;
+	expect_rejected(img, len, "older than 2.12");
+	hdr_of(img)->version = 0x020f;
+	hdr_of(img)->xloadflags = 0;
+	expect_rejected(img, len, "64-bit");
+	hdr_of(img)->xloadflags = XLF_KERNEL_64;
+	expect_rejected(img, len - 4096, "truncated"); /* cut short: shorter than syssize */
+	expect_rejected(img, (FAKE_SETUP_SECTS + 1) * 512, "truncated");
+	free(img);
+}
+
+static void test_e820_small_guest(void **state)
+{
+	struct boot_e820_entry t[16];
+	struct gmem gm;
+	unsigned n;
+
+	(void)state;
+	assert_int_equal(gmem_create(&gm, 512 * MiB, X86_MEM_HOLE_START, X86_MEM_HOLE_END), 0);
+	n = x86_e820_build(&gm, t, 16);
+	assert_int_equal(n, 4);
+	assert_int_equal(t[0].addr, 0);
+	assert_int_equal(t[0].size, X86_EBDA_START);
+	assert_int_equal(t[0].type, 1);
+	assert_int_equal(t[1].addr, X86_EBDA_START);
+	assert_int_equal(t[1].type, 2);
+	assert_int_equal(t[2].addr, X86_HIMEM_START);
+	assert_int_equal(t[2].addr + t[2].size, 512 * MiB);
+	assert_int_equal(t[2].type, 1);
+	assert_int_equal(t[3].addr, X86_PCI_ECAM_BASE);
+	assert_int_equal(t[3].type, 2);
+	gmem_destroy(&gm);
+}
+
+static void test_e820_large_guest_skips_the_hole(void **state)
+{
+	struct boot_e820_entry t[16];
+	struct gmem gm;
+	uint64_t ram = 0;
+	unsigned n;
+
+	(void)state;
+	assert_int_equal(gmem_create(&gm, 5 * GiB, X86_MEM_HOLE_START, X86_MEM_HOLE_END), 0);
+	n = x86_e820_build(&gm, t, 16);
+	assert_int_equal(n, 5);
+	for (unsigned i = 0; i < n; i++) {
+		if (t[i].type == 1)
+			ram += t[i].size;
+		/* No RAM inside the 32-bit hole. */
+		if (t[i].type == 1)
+			assert_true(t[i].addr + t[i].size <= X86_MEM_HOLE_START ||
+				    t[i].addr >= X86_MEM_HOLE_END);
+	}
+	assert_int_equal(t[2].addr + t[2].size, X86_MEM_HOLE_START);
+	assert_int_equal(t[4].addr, X86_MEM_HOLE_END);
+	assert_int_equal(t[4].size, 2 * GiB);
+	/* Everything but the 384 KiB of firmware area is RAM. */
+	assert_int_equal(ram, 5 * GiB - (X86_HIMEM_START - X86_EBDA_START));
+	gmem_destroy(&gm);
+}
+
+static void test_load_places_everything(void **state)
+{
+	static uint8_t initrd[3 * 4096 + 5];
+	struct x86_boot_layout lay;
+	struct boot_params *zp;
+	struct gmem gm;
+	char err[256];
+	size_t len;
+	uint8_t *img = fake_bzimage(&len);
+	struct x86_boot_params p = {
+		.kernel = img, .kernel_len = len, .initrd = initrd, .initrd_len = sizeof(initrd),
+		.cmdline = "console=ttyS0 quiet", .rsdp_gpa = X86_ACPI_ADDR,
+	};
+
+	(void)state;
+	memset(initrd, 0x5a, sizeof(initrd));
+	assert_int_equal(gmem_create(&gm, 256 * MiB, X86_MEM_HOLE_START, X86_MEM_HOLE_END), 0);
+	assert_int_equal(x86_boot_load(&gm, &p, &lay, err, sizeof(err)), 0);
+	assert_int_equal(lay.entry, X86_HIMEM_START + 0x200);
+	assert_int_equal(lay.zero_page, X86_ZERO_PAGE_ADDR);
+
+	/* Kernel bytes at 1 MiB. */
+	assert_int_equal(*(uint8_t *)gmem_translate(&gm, X86_HIMEM_START, 1), 0xcc);
+	/* Initramfs page aligned, at the top of RAM, above the kernel, with its bytes. */
+	assert_true(IS_ALIGNED(lay.initrd_start, 4096));
+	assert_true(lay.initrd_start >= lay.kernel_end);
+	assert_true(lay.initrd_end <= 256 * MiB);
+	assert_memory_equal(gmem_translate(&gm, lay.initrd_start, sizeof(initrd)), initrd, sizeof(initrd));
+
+	zp = gmem_translate(&gm, X86_ZERO_PAGE_ADDR, sizeof(*zp));
+	assert_int_equal(zp->hdr.ramdisk_image, lay.initrd_start);
+	assert_int_equal(zp->hdr.ramdisk_size, sizeof(initrd));
+	assert_int_equal(zp->hdr.cmd_line_ptr, X86_CMDLINE_ADDR);
+	assert_string_equal(gmem_translate(&gm, X86_CMDLINE_ADDR, 20), "console=ttyS0 quiet");
+	assert_int_equal(zp->hdr.type_of_loader, 0xff);
+	assert_int_equal(zp->acpi_rsdp_addr, X86_ACPI_ADDR);
+	assert_int_equal(zp->e820_entries, 4);
+	gmem_destroy(&gm);
+	free(img);
+}
+
+static void test_load_initrd_respects_addr_max(void **state)
+{
+	static uint8_t initrd[8192];
+	struct x86_boot_layout lay;
+	struct gmem gm;
+	char err[256];
+	size_t len;
+	uint8_t *img = fake_bzimage(&len);
+	struct x86_boot_params p = {
+		.kernel = img, .kernel_len = len, .initrd = initrd, .initrd_len = sizeof(initrd),
+		.cmdline = "",
+	};
+
+	(void)state;
+	hdr_of(img)->initrd_addr_max = 64 * MiB - 1;
+	assert_int_equal(gmem_create(&gm, 256 * MiB, X86_MEM_HOLE_START, X86_MEM_HOLE_END), 0);
+	assert_int_equal(x86_boot_load(&gm, &p, &lay, err, sizeof(err)), 0);
+	assert_true(lay.initrd_end <= 64 * MiB);
+	gmem_destroy(&gm);
+	free(img);
+}
+
+static void test_load_errors(void **state)
+{
+	static uint8_t big_initrd[40 * 1024 * 1024];
+	struct x86_boot_layout lay;
+	struct gmem gm;
+	char err[256], longline[4096];
+	size_t len;
+	uint8_t *img = fake_bzimage(&len);
+	struct x86_boot_params p = { .kernel = img, .kernel_len = len, .cmdline = "" };
+
+	(void)state;
+	/* 16 MiB of RAM: the kernel fits, a 40 MiB initramfs does not. */
+	assert_int_equal(gmem_create(&gm, 16 * MiB, X86_MEM_HOLE_START, X86_MEM_HOLE_END), 0);
+	p.initrd = big_initrd;
+	p.initrd_len = sizeof(big_initrd);
+	assert_int_not_equal(x86_boot_load(&gm, &p, &lay, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "memory too small"));
+	assert_non_null(strstr(err, "--memory"));
+
+	/* A command line longer than the kernel takes. */
+	p.initrd = NULL;
+	p.initrd_len = 0;
+	memset(longline, 'a', sizeof(longline) - 1);
+	longline[sizeof(longline) - 1] = 0;
+	p.cmdline = longline;
+	assert_int_not_equal(x86_boot_load(&gm, &p, &lay, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "command line"));
+
+	/* A kernel whose init_size exceeds RAM. */
+	p.cmdline = "";
+	hdr_of(img)->init_size = 64 * MiB;
+	assert_int_equal(x86_boot_load(&gm, &p, &lay, err, sizeof(err)), -ENOMEM);
+	assert_non_null(strstr(err, "memory too small"));
+	gmem_destroy(&gm);
+	free(img);
+}
+
+static void test_page_tables_identity_map_4g(void **state)
+{
+	struct gmem gm;
+	uint64_t *pml4, *pdpt, *pd;
+
+	(void)state;
+	assert_int_equal(gmem_create(&gm, 64 * MiB, X86_MEM_HOLE_START, X86_MEM_HOLE_END), 0);
+	assert_int_equal(x86_boot_build_page_tables(&gm), 0);
+	pml4 = gmem_translate(&gm, X86_PML4_ADDR, 4096);
+	pdpt = gmem_translate(&gm, X86_PDPT_ADDR, 4096);
+	pd = gmem_translate(&gm, X86_PD_ADDR, 4 * 4096);
+	assert_int_equal(pml4[0] & ~0xfffULL, X86_PDPT_ADDR);
+	assert_int_equal(pml4[0] & 3, 3);
+	assert_int_equal(pml4[1], 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pdpt[i] & ~0xfffULL, X86_PD_ADDR + i * 4096);
+	assert_int_equal(pdpt[4], 0);
+	/* Walk a few addresses through the tables: virtual == physical. */
+	for (uint64_t va = 0; va < 4 * GiB; va += 511 * MiB + 4096) {
+		uint64_t pde = pd[va >> 21];
+
+		assert_true(pde & 0x80); /* 2 MiB page */
+		assert_int_equal((pde & ~0x1fffffULL) | (va & 0x1fffff), va);
+	}
+	gmem_destroy(&gm);
+}
+
+static void test_gdt_entries(void **state)
+{
+	struct gmem gm;
+	uint64_t *gdt;
+
+	(void)state;
+	assert_int_equal(gmem_create(&gm, 64 * MiB, X86_MEM_HOLE_START, X86_MEM_HOLE_END), 0);
+	assert_int_equal(x86_boot_build_gdt(&gm), 0);
+	gdt = gmem_translate(&gm, X86_GDT_ADDR, 32);
+	assert_int_equal(gdt[0], 0);
+	assert_int_equal(gdt[1], 0x00af9b000000ffffULL); /* 64-bit code: L=1, D=0, G=1 */
+	assert_int_equal(gdt[2], 0x00cf93000000ffffULL); /* flat data */
+	assert_int_equal(gdt[3], 0x008f8b000000ffffULL); /* busy TSS */
+	gmem_destroy(&gm);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_valid),
+		cmocka_unit_test(test_parse_rejects_bad_images),
+		cmocka_unit_test(test_e820_small_guest),
+		cmocka_unit_test(test_e820_large_guest_skips_the_hole),
+		cmocka_unit_test(test_load_places_everything),
+		cmocka_unit_test(test_load_initrd_respects_addr_max),
+		cmocka_unit_test(test_load_errors),
+		cmocka_unit_test(test_page_tables_identity_map_4g),
+		cmocka_unit_test(test_gdt_entries),
+	};
+	return cmocka_run_group_tests_name("boot", tests, NULL, NULL);
+}

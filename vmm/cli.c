@@ -1,0 +1,252 @@
+#include "vmm/cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct cli_option {
+	const char *name;     /* without the leading dashes */
+	const char *metavar;  /* NULL: takes no argument */
+	const char *help;
+	/* Returns 0, or -1 after writing a message that follows "--name ARG: ". */
+	int (*parse)(struct vm_config *cfg, const char *arg, char *err, size_t errlen);
+};
+
+PRINTF_FMT(3, 4)
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	uint64_t mult = MiB;
+	char *end;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': mult = KiB; end++; break;
+	case 'm': case 'M': mult = MiB; end++; break;
+	case 'g': case 'G': mult = GiB; end++; break;
+	case 't': case 'T': mult = 1024 * GiB; end++; break;
+	case 0: break;
+	default: return -EINVAL;
+	}
+	if (*end == 'i' && end[1] == 'B')
+		end += 2;
+	else if (*end == 'B')
+		end++;
+	if (*end)
+		return -EINVAL;
+	if (v > UINT64_MAX / mult)
+		return -ERANGE;
+	*out = v * mult;
+	return 0;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+	unsigned long v;
+	char *end;
+
+	if (!*s || *s == '-' || *s == '+')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int opt_kernel(struct vm_config *cfg, const char *arg, char *err, size_t errlen)
+{
+	if (!*arg)
+		return fail(err, errlen, "empty path; give the bzImage to boot");
+	cfg->kernel = arg;
+	return 0;
+}
+
+static int opt_initramfs(struct vm_config *cfg, const char *arg, char *err, size_t errlen)
+{
+	if (!*arg)
+		return fail(err, errlen, "empty path; give a cpio archive or leave the option out");
+	cfg->initramfs = arg;
+	return 0;
+}
+
+static int opt_cmdline(struct vm_config *cfg, const char *arg, char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	cfg->cmdline = arg;
+	return 0;
+}
+
+static int opt_cpus(struct vm_config *cfg, const char *arg, char *err, size_t errlen)
+{
+	unsigned long n;
+
+	if (parse_uint(arg, ULONG_MAX, &n) || n == 0 || n > VMM_MAX_CPUS)
+		return fail(err, errlen, "not a vCPU count; give a number from 1 to %d", VMM_MAX_CPUS);
+	cfg->ncpus = (unsigned)n;
+	return 0;
+}
+
+static int opt_memory(struct vm_config *cfg, const char *arg, char *err, size_t errlen)
+{
+	uint64_t size;
+
+	if (cli_parse_size(arg, &size))
+		return fail(err, errlen, "not a size; use a number with a K, M or G suffix, e.g. 512M or 4G");
+	if (size < VMM_MIN_MEMORY || size > VMM_MAX_MEMORY)
+		return fail(err, errlen, "out of range; give between 16M and 1T");
+	if (!IS_ALIGNED(size, 4096))
+		return fail(err, errlen, "not a multiple of 4K; round it, e.g. to whole megabytes");
+	cfg->mem_size = size;
+	return 0;
+}
+
+static int opt_serial(struct vm_config *cfg, const char *arg, char *err, size_t errlen)
+{
+	if (!strcmp(arg, "stdio")) {
+		cfg->serial = SERIAL_STDIO;
+	} else if (!strcmp(arg, "off")) {
+		cfg->serial = SERIAL_OFF;
+	} else if (!strncmp(arg, "file=", 5) && arg[5]) {
+		cfg->serial = SERIAL_FILE;
+		cfg->serial_path = arg + 5;
+	} else {
+		return fail(err, errlen, "unknown mode; use stdio, off or file=PATH");
+	}
+	return 0;
+}
+
+static int opt_timeout(struct vm_config *cfg, const char *arg, char *err, size_t errlen)
+{
+	unsigned long s;
+
+	if (parse_uint(arg, 365UL * 24 * 3600, &s))
+		return fail(err, errlen, "not a number of seconds; e.g. --timeout 120 (0: none)");
+	cfg->timeout_s = (unsigned)s;
+	return 0;
+}
+
+static int opt_verbose(struct vm_config *cfg, const char *arg, char *err, size_t errlen)
+{
+	(void)cfg;
+	(void)arg;
+	(void)err;
+	(void)errlen;
+	vmm_verbosity++;
+	return 0;
+}
+
+static const struct cli_option options[] = {
+	{ "kernel", "PATH", "Linux bzImage to boot (required)", opt_kernel },
+	{ "initramfs", "PATH", "initramfs (cpio, optionally compressed)", opt_initramfs },
+	{ "cmdline", "STR", "kernel command line [" VMM_DEFAULT_CMDLINE "]", opt_cmdline },
+	{ "cpus", "N", "number of vCPUs [1]", opt_cpus },
+	{ "memory", "SIZE", "guest RAM, e.g. 512M, 4G [512M]", opt_memory },
+	{ "serial", "MODE", "console: stdio, off or file=PATH [stdio]", opt_serial },
+	{ "timeout", "SECS", "stop the guest after SECS seconds, exit 124 [0: none]", opt_timeout },
+	{ "verbose", NULL, "log what the VMM does", opt_verbose },
+	{ "help", NULL, "show this help", NULL },
+	{ "version", NULL, "show the version", NULL },
+};
+
+void cli_usage(FILE *f)
+{
+	fprintf(f, "usage: vmm --kernel PATH [options]\n\noptions:\n");
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+		char left[40];
+
+		snprintf(left, sizeof(left), "--%s%s%s", options[i].name, options[i].metavar ? " " : "",
+			 options[i].metavar ? options[i].metavar : "");
+		fprintf(f, "  %-20s %s\n", left, options[i].help);
+	}
+	fprintf(f, "\nConsole: Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A.\n"
+		   "Exit status: the guest's (power-off 0, exit device N), 1 failure, 2 bad input,\n"
+		   "124 timeout, 125 guest panic, 128+N stopped by signal N.\n");
+}
+
+static const struct cli_option *find_option(const char *name, size_t len)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++)
+		if (strlen(options[i].name) == len && !strncmp(options[i].name, name, len))
+			return &options[i];
+	return NULL;
+}
+
+enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, char *err, size_t errlen)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->cmdline = VMM_DEFAULT_CMDLINE;
+	cfg->ncpus = 1;
+	cfg->mem_size = VMM_DEFAULT_MEMORY;
+	cfg->serial = SERIAL_STDIO;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *eq, *val;
+		const struct cli_option *o;
+		char msg[200];
+		size_t len;
+
+		if (strncmp(a, "--", 2) != 0 || !a[2]) {
+			fail(err, errlen, "unexpected argument '%s'; options start with --, see --help", a);
+			return CLI_ERROR;
+		}
+		a += 2;
+		eq = strchr(a, '=');
+		len = eq ? (size_t)(eq - a) : strlen(a);
+		o = find_option(a, len);
+		if (!o) {
+			fail(err, errlen, "unknown option '--%.*s'; see --help", (int)len, a);
+			return CLI_ERROR;
+		}
+		if (!strcmp(o->name, "help")) {
+			cli_usage(stdout);
+			return CLI_EXIT_OK;
+		}
+		if (!strcmp(o->name, "version")) {
+			printf("vmm %s\n", VMM_VERSION);
+			return CLI_EXIT_OK;
+		}
+		if (!o->metavar) {
+			if (eq) {
+				fail(err, errlen, "--%s takes no value", o->name);
+				return CLI_ERROR;
+			}
+			val = "";
+		} else if (eq) {
+			val = eq + 1;
+		} else if (i + 1 < argc) {
+			val = argv[++i];
+		} else {
+			fail(err, errlen, "--%s needs a value: --%s %s", o->name, o->name, o->metavar);
+			return CLI_ERROR;
+		}
+		if (o->parse(cfg, val, msg, sizeof(msg))) {
+			fail(err, errlen, "--%s %s: %s", o->name, val, msg);
+			return CLI_ERROR;
+		}
+	}
+	if (!cfg->kernel) {
+		fail(err, errlen, "--kernel is required: vmm --kernel bzImage [--initramfs initrd]");
+		return CLI_ERROR;
+	}
+	return CLI_RUN;
+}

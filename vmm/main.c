@@ -1,0 +1,195 @@
+/*
+ * vmm: boot a Linux guest on KVM. main parses the command line, builds the
+ * VM, then runs the console and lifecycle loop until the guest (or a signal,
+ * or --timeout) ends it; the exit status says which.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "devices/serial.h"
+#include "vmm/cli.h"
+#include "vmm/term.h"
+#include "vmm/vm.h"
+
+#define CTRL_A 0x01
+
+struct console {
+	struct vm *vm;
+	bool escape;      /* the previous byte was Ctrl-A */
+	bool stdin_open;
+	uint8_t pending[64];
+	size_t pending_len, pending_off;
+};
+
+/* Feed buffered input to the UART as room allows. */
+static void console_flush(struct console *c)
+{
+	while (c->pending_off < c->pending_len) {
+		size_t n = serial_receive(c->vm->serial, c->pending + c->pending_off,
+					  c->pending_len - c->pending_off);
+		if (!n)
+			break;
+		c->pending_off += n;
+	}
+	if (c->pending_off == c->pending_len)
+		c->pending_off = c->pending_len = 0;
+}
+
+/* Read host input, handling the Ctrl-A escapes (as QEMU does). */
+static void console_read(struct console *c)
+{
+	uint8_t buf[64];
+	ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+
+	if (n <= 0) {
+		if (n == 0 || (errno != EINTR && errno != EAGAIN))
+			c->stdin_open = false;
+		return;
+	}
+	for (ssize_t i = 0; i < n; i++) {
+		uint8_t b = buf[i];
+
+		if (c->escape) {
+			c->escape = false;
+			if (b == 'x' || b == 'X') {
+				vm_request_exit(c->vm, VMM_EXIT_OK, "quit from the console (Ctrl-A x)");
+				return;
+			}
+			if (b != CTRL_A)
+				continue; /* unknown escape: swallowed */
+		} else if (b == CTRL_A) {
+			c->escape = true;
+			continue;
+		}
+		if (c->pending_len < sizeof(c->pending))
+			c->pending[c->pending_len++] = b;
+	}
+	console_flush(c);
+}
+
+static int block_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGQUIT);
+	/* Blocked before any thread starts, so every thread inherits it and signalfd sees them. */
+	return -pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
+static int run_loop(struct vm *vm)
+{
+	struct console con = { .vm = vm, .stdin_open = vm->cfg->serial == SERIAL_STDIO };
+	uint64_t deadline = vm->cfg->timeout_s ? monotonic_ns() + vm->cfg->timeout_s * 1000000000ULL : 0;
+	sigset_t set;
+	int sfd;
+
+	if (block_signals(&set))
+		return VMM_EXIT_FAILURE;
+	sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (sfd < 0) {
+		pr_err("signalfd: %s", strerror(errno));
+		return VMM_EXIT_FAILURE;
+	}
+	if (con.stdin_open)
+		term_raw(STDIN_FILENO);
+	if (vm_start(vm)) {
+		close(sfd);
+		return VMM_EXIT_FAILURE;
+	}
+
+	for (;;) {
+		bool want_stdin = con.stdin_open && con.pending_len == 0;
+		struct pollfd fds[4] = {
+			{ .fd = vm->exit_efd, .events = POLLIN },
+			{ .fd = sfd, .events = POLLIN },
+			{ .fd = want_stdin ? STDIN_FILENO : -1, .events = POLLIN },
+			{ .fd = con.pending_len ? vm->serial->room_efd : -1, .events = POLLIN },
+		};
+		int timeout_ms = -1;
+
+		if (deadline) {
+			uint64_t now = monotonic_ns();
+
+			if (now >= deadline) {
+				char line[SERIAL_TAIL_SIZE];
+
+				serial_last_line(vm->serial, line, sizeof(line));
+				vm_request_exit(vm, VMM_EXIT_TIMEOUT,
+						"--timeout %u s expired; the guest's last console line: \"%s\"",
+						vm->cfg->timeout_s, line);
+				break;
+			}
+			timeout_ms = (int)MIN((deadline - now + 999999) / 1000000, (uint64_t)INT32_MAX);
+		}
+		if (poll(fds, ARRAY_SIZE(fds), timeout_ms) < 0) {
+			if (errno == EINTR)
+				continue;
+			vm_request_exit(vm, VMM_EXIT_FAILURE, "poll: %s", strerror(errno));
+			break;
+		}
+		if (fds[0].revents)
+			break;
+		if (fds[1].revents) {
+			struct signalfd_siginfo si;
+
+			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+				vm_request_exit(vm, VMM_EXIT_SIGNAL + (int)si.ssi_signo,
+						"stopped by signal %s", strsignal((int)si.ssi_signo));
+				break;
+			}
+		}
+		if (fds[2].revents)
+			console_read(&con);
+		if (fds[3].revents) {
+			uint64_t v;
+
+			if (read(vm->serial->room_efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				break;
+			console_flush(&con);
+		}
+	}
+	vm_stop(vm);
+	term_restore();
+	close(sfd);
+	return vm->exit_status;
+}
+
+int main(int argc, char **argv)
+{
+	struct vm_config cfg;
+	struct vm vm;
+	char err[512];
+	int status;
+
+	switch (cli_parse(argc, argv, &cfg, err, sizeof(err))) {
+	case CLI_EXIT_OK:
+		return 0;
+	case CLI_ERROR:
+		fprintf(stderr, "vmm: %s\n", err);
+		return VMM_EXIT_USAGE;
+	case CLI_RUN:
+		break;
+	}
+
+	if (vm_create(&vm, &cfg))
+		return VMM_EXIT_USAGE;
+	if (vm_load(&vm)) {
+		vm_destroy(&vm);
+		return VMM_EXIT_USAGE;
+	}
+	status = run_loop(&vm);
+	if (vm.exit_reason[0]) {
+		if (cfg.serial == SERIAL_STDIO)
+			fprintf(stderr, "\r\n");
+		fprintf(stderr, "vmm: %s\n", vm.exit_reason);
+	}
+	vm_destroy(&vm);
+	return status;
+}

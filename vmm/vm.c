@@ -1,0 +1,438 @@
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "arch/x86_64/acpi.h"
+#include "arch/x86_64/boot.h"
+#include "arch/x86_64/layout.h"
+#include "arch/x86_64/mptable.h"
+#include "arch/x86_64/vcpu.h"
+#include "devices/platform.h"
+#include "vmm/vcpu.h"
+
+#define KVM_DEV "/dev/kvm"
+#define KVM_TSS_ADDR          0xfffbd000ULL /* three pages KVM needs on Intel, in the hole */
+#define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
+#define MAX_CPUID_ENTRIES     256
+
+/* Every capability we rely on, checked up front so a missing one is named, not a mystery later. */
+static const struct {
+	int cap;
+	const char *name;
+} required_caps[] = {
+	{ KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP" },
+	{ KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY" },
+	{ KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR" },
+	{ KVM_CAP_SET_IDENTITY_MAP_ADDR, "KVM_CAP_SET_IDENTITY_MAP_ADDR" },
+	{ KVM_CAP_PIT2, "KVM_CAP_PIT2" },
+	{ KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID" },
+	{ KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD" },
+	{ KVM_CAP_IRQFD, "KVM_CAP_IRQFD" },
+	{ KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING" },
+	{ KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
+	{ KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE" },
+};
+
+static int check_caps(int kvm_fd)
+{
+	int v = ioctl(kvm_fd, KVM_GET_API_VERSION, 0);
+
+	if (v != KVM_API_VERSION) {
+		pr_err("%s: KVM API version %d, need %d", KVM_DEV, v, KVM_API_VERSION);
+		return -ENOTSUP;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(required_caps); i++) {
+		if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0) {
+			pr_err("%s: KVM lacks %s, which vmm needs; use a newer host kernel", KVM_DEV,
+			       required_caps[i].name);
+			return -ENOTSUP;
+		}
+	}
+	return 0;
+}
+
+static int max_vcpus(int kvm_fd)
+{
+	int n = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+
+	if (n <= 0)
+		n = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (n <= 0)
+		n = 4; /* the documented minimum when neither capability answers */
+	/* xAPIC ids are 8 bits and 255 is the broadcast id; the IOAPIC takes one more. */
+	return MIN(n, 254);
+}
+
+static int get_supported_cpuid(struct vm *vm)
+{
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + MAX_CPUID_ENTRIES * sizeof(c->entries[0]));
+
+	if (!c)
+		return -ENOMEM;
+	c->nent = MAX_CPUID_ENTRIES;
+	if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) < 0) {
+		int ret = -errno;
+
+		free(c);
+		pr_err("%s: KVM_GET_SUPPORTED_CPUID failed: %s", KVM_DEV, strerror(-ret));
+		return ret;
+	}
+	vm->supported_cpuid = c;
+	return 0;
+}
+
+static int open_kvm(void)
+{
+	int fd = open(KVM_DEV, O_RDWR | O_CLOEXEC);
+
+	if (fd >= 0)
+		return fd;
+	if (errno == ENOENT)
+		pr_err("%s does not exist: this host has no KVM (load kvm_intel or kvm_amd, or enable "
+		       "nested virtualization); 'make run' falls back to a nested KVM host", KVM_DEV);
+	else if (errno == EACCES || errno == EPERM)
+		pr_err("%s: permission denied: add yourself to the 'kvm' group or run as root", KVM_DEV);
+	else
+		pr_err("%s: %s", KVM_DEV, strerror(errno));
+	return -errno;
+}
+
+static int set_memory(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->mem.nr_regions; i++) {
+		const struct gmem_region *r = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region kr = {
+			.slot = i,
+			.guest_phys_addr = r->gpa,
+			.memory_size = r->size,
+			.userspace_addr = (uint64_t)(uintptr_t)r->hva,
+		};
+
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg)
+{
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	int ret, limit;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = cfg;
+	vm->vm_fd = vm->exit_efd = -1;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+
+	vm->kvm_fd = open_kvm();
+	if (vm->kvm_fd < 0)
+		return vm->kvm_fd;
+	ret = check_caps(vm->kvm_fd);
+	if (ret)
+		goto err;
+	limit = max_vcpus(vm->kvm_fd);
+	if (cfg->ncpus > (unsigned)limit) {
+		pr_err("--cpus %u: this host's KVM allows at most %d vCPUs", cfg->ncpus, limit);
+		ret = -EINVAL;
+		goto err;
+	}
+	vm->vcpu_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->vcpu_mmap_size < (int)sizeof(struct kvm_run)) {
+		ret = -ENOTSUP;
+		pr_err("%s: bad KVM_GET_VCPU_MMAP_SIZE", KVM_DEV);
+		goto err;
+	}
+	ret = get_supported_cpuid(vm);
+	if (ret)
+		goto err;
+
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		ret = -errno;
+		pr_err("%s: KVM_CREATE_VM failed: %s", KVM_DEV, strerror(errno));
+		goto err;
+	}
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ KVM_IDENTITY_MAP_ADDR }) < 0 ||
+	    ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0 ||
+	    ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		ret = -errno;
+		pr_err("%s: creating the in-kernel irqchip and PIT failed: %s", KVM_DEV, strerror(errno));
+		goto err;
+	}
+
+	ret = gmem_create(&vm->mem, cfg->mem_size, X86_MEM_HOLE_START, X86_MEM_HOLE_END);
+	if (ret) {
+		pr_err("--memory: cannot allocate %llu MiB of guest memory: %s",
+		       (unsigned long long)(cfg->mem_size / MiB), strerror(-ret));
+		goto err;
+	}
+	ret = set_memory(vm);
+	if (ret) {
+		pr_err("KVM_SET_USER_MEMORY_REGION failed: %s", strerror(-ret));
+		goto err;
+	}
+
+	vm->exit_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->exit_efd < 0) {
+		ret = -errno;
+		goto err;
+	}
+	if (bus_init(&vm->pio, "pio") || bus_init(&vm->mmio, "mmio")) {
+		ret = -ENOMEM;
+		goto err;
+	}
+
+	vm->ncpus = cfg->ncpus;
+	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		vm->vcpus[i].fd = -1;
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		ret = vcpu_create(vm, &vm->vcpus[i], i);
+		if (ret) {
+			pr_err("KVM_CREATE_VCPU %u failed: %s", i, strerror(-ret));
+			goto err;
+		}
+		ret = x86_vcpu_init(vm->vcpus[i].fd, vm->supported_cpuid, i, vm->ncpus);
+		if (ret) {
+			pr_err("setting up vCPU %u (CPUID, LAPIC) failed: %s", i, strerror(-ret));
+			goto err;
+		}
+	}
+
+	ret = platform_devices_init(vm);
+	if (ret)
+		goto err;
+	return 0;
+
+err:
+	vm_destroy(vm);
+	return ret;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	platform_devices_destroy(vm);
+	if (vm->vcpus) {
+		for (unsigned i = 0; i < vm->ncpus; i++)
+			vcpu_destroy(&vm->vcpus[i]);
+		free(vm->vcpus);
+		vm->vcpus = NULL;
+	}
+	if (vm->pio.ranges || vm->pio.name)
+		bus_destroy(&vm->pio);
+	if (vm->mmio.ranges || vm->mmio.name)
+		bus_destroy(&vm->mmio);
+	gmem_destroy(&vm->mem);
+	free(vm->supported_cpuid);
+	vm->supported_cpuid = NULL;
+	if (vm->exit_efd >= 0)
+		close(vm->exit_efd);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vm->exit_efd = vm->vm_fd = vm->kvm_fd = -1;
+}
+
+/* Read a whole file into memory; errors name the file and the option. */
+static int read_file(const char *path, const char *option, uint8_t **data, size_t *len)
+{
+	struct stat st;
+	uint8_t *buf;
+	size_t done = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		pr_err("%s %s: %s", option, path, strerror(errno));
+		return -errno;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		pr_err("%s %s: not a regular file", option, path);
+		close(fd);
+		return -EINVAL;
+	}
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (done < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+
+		if (n <= 0) {
+			pr_err("%s %s: read failed: %s", option, path, n ? strerror(errno) : "short file");
+			free(buf);
+			close(fd);
+			return -EIO;
+		}
+		done += (size_t)n;
+	}
+	close(fd);
+	*data = buf;
+	*len = done;
+	return 0;
+}
+
+int vm_load(struct vm *vm)
+{
+	struct x86_platform plat = {
+		.ncpus = vm->ncpus,
+		.mmio64_base = ALIGN_UP(gmem_end(&vm->mem), X86_PCI_MMIO64_ALIGN),
+		.mmio64_size = X86_PCI_MMIO64_SIZE,
+	};
+	struct x86_boot_params bp = { .cmdline = vm->cfg->cmdline };
+	struct x86_boot_layout layout;
+	uint8_t *kernel = NULL, *initrd = NULL;
+	size_t kernel_len = 0, initrd_len = 0;
+	char err[256];
+	void *p;
+	int ret;
+
+	ret = read_file(vm->cfg->kernel, "--kernel", &kernel, &kernel_len);
+	if (ret)
+		return ret;
+	if (vm->cfg->initramfs) {
+		ret = read_file(vm->cfg->initramfs, "--initramfs", &initrd, &initrd_len);
+		if (ret)
+			goto out;
+	}
+
+	p = gmem_translate(&vm->mem, X86_MPTABLE_ADDR, X86_MPTABLE_MAX);
+	ret = p ? mptable_build(&plat, p, X86_MPTABLE_MAX, X86_MPTABLE_ADDR) : -EFAULT;
+	if (ret) {
+		pr_err("building the MP table for %u vCPUs failed: %s", vm->ncpus, strerror(-ret));
+		goto out;
+	}
+	p = gmem_translate(&vm->mem, X86_ACPI_ADDR, X86_ACPI_MAX);
+	ret = p ? acpi_build(&plat, p, X86_ACPI_MAX, X86_ACPI_ADDR, &bp.rsdp_gpa) : -EFAULT;
+	if (ret) {
+		pr_err("building the ACPI tables for %u vCPUs failed: %s", vm->ncpus, strerror(-ret));
+		goto out;
+	}
+
+	bp.kernel = kernel;
+	bp.kernel_len = kernel_len;
+	bp.initrd = initrd;
+	bp.initrd_len = initrd_len;
+	ret = x86_boot_load(&vm->mem, &bp, &layout, err, sizeof(err));
+	if (ret) {
+		pr_err("--kernel %s: %s", vm->cfg->kernel, err);
+		goto out;
+	}
+	ret = x86_boot_build_page_tables(&vm->mem);
+	if (!ret)
+		ret = x86_boot_build_gdt(&vm->mem);
+	if (!ret)
+		ret = x86_vcpu_set_boot_regs(vm->vcpus[0].fd, layout.entry, layout.zero_page);
+	if (ret)
+		pr_err("setting up the boot vCPU failed: %s", strerror(-ret));
+out:
+	free(kernel);
+	free(initrd);
+	return ret;
+}
+
+int vm_start(struct vm *vm)
+{
+	int ret = vcpu_signals_init();
+
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		ret = vcpu_start(&vm->vcpus[i]);
+		if (ret) {
+			pr_err("starting vCPU thread %u failed: %s", i, strerror(-ret));
+			vm_stop(vm);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static void kick_all(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+}
+
+void vm_stop(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->stop_requested = true;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	kick_all(vm);
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		if (vm->vcpus[i].started) {
+			pthread_join(vm->vcpus[i].thread, NULL);
+			vm->vcpus[i].started = false;
+		}
+	}
+}
+
+void vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_requested = true;
+	pthread_mutex_unlock(&vm->lock);
+	kick_all(vm);
+	pthread_mutex_lock(&vm->lock);
+	while (vm->nr_parked < vm->ncpus)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_requested = false;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_request_exit(struct vm *vm, int status, const char *fmt, ...)
+{
+	va_list ap;
+	bool first;
+
+	pthread_mutex_lock(&vm->lock);
+	first = !vm->exit_set;
+	if (first) {
+		vm->exit_set = true;
+		vm->exit_status = status;
+		va_start(ap, fmt);
+		vsnprintf(vm->exit_reason, sizeof(vm->exit_reason), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	if (first) {
+		uint64_t one = 1;
+
+		if (write(vm->exit_efd, &one, sizeof(one)) < 0)
+			pr_err("signalling VM exit failed: %s", strerror(errno));
+	}
+}
+
+int vm_irq_line(struct vm *vm, unsigned irq, int level)
+{
+	struct kvm_irq_level l = { .irq = irq, .level = level };
+
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &l) < 0)
+		return -errno;
+	return 0;
+}

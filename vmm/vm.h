@@ -1,0 +1,95 @@
+/*
+ * One virtual machine: the KVM VM and its vCPUs, guest memory, the I/O buses
+ * and the lifecycle (run, pause, resume, stop) every thread agrees on.
+ */
+#ifndef VMM_VM_H
+#define VMM_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <linux/kvm.h>
+
+#include "vmm/bus.h"
+#include "vmm/gmem.h"
+#include "vmm/util.h"
+
+/* vmm's exit statuses (see README, "Exit status"). */
+enum {
+	VMM_EXIT_OK = 0,         /* guest powered off or rebooted */
+	VMM_EXIT_FAILURE = 1,    /* the VMM or the guest's CPU failed (e.g. triple fault) */
+	VMM_EXIT_USAGE = 2,      /* bad command line or input */
+	VMM_EXIT_TIMEOUT = 124,  /* --timeout expired */
+	VMM_EXIT_PANIC = 125,    /* the guest kernel panicked */
+	VMM_EXIT_SIGNAL = 128,   /* + signal number: stopped by SIGINT, SIGTERM, ... */
+};
+
+enum serial_mode { SERIAL_STDIO, SERIAL_OFF, SERIAL_FILE };
+
+struct vm_config {
+	const char *kernel;
+	const char *initramfs;
+	const char *cmdline;
+	unsigned ncpus;
+	uint64_t mem_size;
+	enum serial_mode serial;
+	const char *serial_path;
+	unsigned timeout_s;      /* 0: none */
+};
+
+struct vcpu;
+struct serial;
+
+struct vm {
+	const struct vm_config *cfg;
+	int kvm_fd;
+	int vm_fd;
+	int vcpu_mmap_size;
+	struct gmem mem;
+	struct bus pio;
+	struct bus mmio;
+	struct kvm_cpuid2 *supported_cpuid;
+
+	unsigned ncpus;
+	struct vcpu *vcpus;
+
+	/* Lifecycle: guarded by lock. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop_requested;     /* vCPUs leave their loops */
+	bool pause_requested;    /* vCPUs park until resumed */
+	unsigned nr_parked;      /* vCPUs parked or exited */
+	bool exit_set;
+	int exit_status;
+	char exit_reason[256];
+	int exit_efd;            /* eventfd: readable once the VM wants to exit */
+
+	struct serial *serial;   /* COM1, for console input */
+	void *platform;          /* devices/platform.c's state */
+};
+
+/* Open /dev/kvm, check every capability we use, create the VM and guest memory. Errors are printed. */
+int vm_create(struct vm *vm, const struct vm_config *cfg) WUR;
+void vm_destroy(struct vm *vm);
+
+/* Load the kernel, build firmware tables and set up vCPU registers. */
+int vm_load(struct vm *vm) WUR;
+
+/* Start one thread per vCPU. */
+int vm_start(struct vm *vm) WUR;
+/* Stop every vCPU (idempotent) and join the threads. */
+void vm_stop(struct vm *vm);
+/* The vCPU pause protocol: returns once every vCPU is out of KVM_RUN and parked. */
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+
+/*
+ * Ask for the VM to end with this status. The first request wins; the reason
+ * is printed when the VMM exits (unless status is 0 and the reason empty).
+ */
+void vm_request_exit(struct vm *vm, int status, const char *fmt, ...) PRINTF_FMT(3, 4);
+
+/* Drive an interrupt line of the in-kernel irqchip (ISA IRQ or IOAPIC pin). */
+int vm_irq_line(struct vm *vm, unsigned irq, int level);
+
+#endif
