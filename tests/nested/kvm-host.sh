@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Runs a command on a machine with /dev/kvm.
+#
+#   tests/nested/kvm-host.sh [--timeout SECS] [--mem SIZE] [--cpus N] [--tty] -- CMD [ARGS...]
+#
+# With a usable /dev/kvm here, CMD is simply executed. Otherwise CMD runs inside
+# a nested KVM host: an L1 Linux guest under QEMU's software emulation (TCG,
+# -cpu max, which emulates AMD SVM with nested paging) whose kvm-amd gives it
+# /dev/kvm. L1 sees this machine's root filesystem read-only over 9p and the
+# repository's build/ read-write at the same path, and runs CMD as root in the
+# caller's cwd. CMD's stdout and stderr come back on ours; its exit status
+# becomes ours. Boot costs seconds: run many things in one call.
+#
+# Options:
+#   --timeout SECS  give up after SECS (default 1800) in all: QEMU is killed, exit 124
+#   --mem SIZE      L1 memory, QEMU syntax (default 8G: room for 5 GiB L2 guests)
+#   --cpus N        L1 vCPUs (default 2)
+#   --tty           interactive: CMD gets this terminal (raw, passed through) as
+#                   its controlling tty in L1; no timeout. Used by run-vmm.sh.
+# Environment:
+#   PATH HOME TERM LANG LC_ALL USER LOGNAME are passed to CMD; add more with
+#   KVM_HOST_ENV="NAME ...". CMD also sees KVM_HOST_NESTED=1 when in L1.
+#   KVM_HOST_FORCE_NESTED=1   use the nested host even if /dev/kvm works here
+#   KVM_HOST_TEST_FAIL_ONCE=1 L1 panics on purpose on the first boot (self-test
+#                             of the retry path)
+#   KVM_HOST_DEBUG=1          verbose L1 kernel; its console log is kept and named
+#   KVM_HOST_BUILD=DIR        the build/ folder shared read-write (default: the
+#                             repository's build/); guest images come from DIR/guest
+# Exit status: CMD's; 124 on timeout; 125 if the nested host could not run it
+# (died twice, or could not be built or booted).
+set -uo pipefail
+
+prog=kvm-host
+timeout_s=1800 mem=8G cpus=2 tty=
+usage() {
+	sed -n '3,4p' "$0" | sed 's/^# \{0,1\}//' >&2
+	exit 125
+}
+while [ $# -gt 0 ]; do
+	case $1 in
+		--timeout) [ $# -ge 2 ] || usage; timeout_s=$2; shift 2 ;;
+		--mem)     [ $# -ge 2 ] || usage; mem=$2; shift 2 ;;
+		--cpus)    [ $# -ge 2 ] || usage; cpus=$2; shift 2 ;;
+		--tty)     tty=1; shift ;;
+		--)        shift; break ;;
+		*)         usage ;;
+	esac
+done
+[ $# -ge 1 ] || usage
+[[ $timeout_s =~ ^[1-9][0-9]*$ ]] || { echo "$prog: bad --timeout '$timeout_s'" >&2; exit 125; }
+[[ $cpus =~ ^[1-9][0-9]*$ ]] || { echo "$prog: bad --cpus '$cpus'" >&2; exit 125; }
+[[ $mem =~ ^[1-9][0-9]*[MGT]?$ ]] || { echo "$prog: bad --mem '$mem'" >&2; exit 125; }
+
+if [ -z "${KVM_HOST_FORCE_NESTED:-}" ] && [ -c /dev/kvm ] && { : <>/dev/kvm; } 2>/dev/null; then
+	exec "$@"
+fi
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+build=${KVM_HOST_BUILD:-$repo/build}
+mkdir -p "$build" && build=$(cd "$build" && pwd) || exit 125
+guest=$build/guest
+nested=$build/nested
+kernel=$guest/vmlinuz-generic
+initrd=$nested/initramfs-l1.cpio.gz
+cwd=$PWD
+
+for tool in qemu-system-x86_64 flock timeout; do
+	command -v $tool >/dev/null || { echo "$prog: $tool is missing (run scripts/setup.sh)" >&2; exit 125; }
+done
+
+# Build (or just check) the L1 kernel and initramfs; serialised between callers.
+mkdir -p "$nested"
+if ! (
+	flock 9
+	if [ ! -f "$kernel" ] || [ ! -f "$guest/kernel-generic/version" ]; then
+		make -s --no-print-directory -C "$repo/guest-images" BUILD="$guest" \
+			"$kernel" "$guest/kernel-generic/version" >&2 || exit 1
+	fi
+	make -s --no-print-directory -C "$here" BUILD="$nested" GUEST="$guest" >&2
+) 9>"$nested/.lock"; then
+	echo "$prog: cannot build the nested KVM host's kernel and initramfs" >&2
+	exit 125
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/kvm-host.XXXXXX") || exit 125
+case $tmp in *[[:space:]]*) echo "$prog: temporary folder '$tmp' has spaces" >&2; exit 125 ;; esac
+
+# What L1 runs: the caller's environment essentials, cwd and argv, quoted for bash.
+{
+	echo "# written by kvm-host.sh"
+	printf 'KVMHOST_BUILD=%q\n' "$build"
+	printf 'KVMHOST_SHELL=%q\n' "$BASH"
+} >"$tmp/env"
+{
+	echo "# written by kvm-host.sh: the command to run in the nested KVM host"
+	for name in PATH HOME TERM LANG LC_ALL USER LOGNAME ${KVM_HOST_ENV:-}; do
+		[[ $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || { echo "$prog: bad name '$name' in KVM_HOST_ENV" >&2; rm -rf "$tmp"; exit 125; }
+		[ -n "${!name+set}" ] && printf 'export %s=%q\n' "$name" "${!name}"
+	done
+	echo 'export KVM_HOST_NESTED=1 TMPDIR=/tmp'
+	printf 'cd -- %q || { echo "kvm-host: cannot enter %q in the nested host" >&2; exit 125; }\n' "$cwd" "$cwd"
+	printf 'exec'
+	printf ' %q' "$@"
+	printf '\n'
+} >"$tmp/cmd.sh"
+
+qemu_pid= saved_stty= cat_pids=()
+cleanup() {
+	[ -n "$qemu_pid" ] && kill -TERM "$qemu_pid" 2>/dev/null
+	[ -n "$saved_stty" ] && stty "$saved_stty" 2>/dev/null
+	for p in "${cat_pids[@]}"; do kill "$p" 2>/dev/null; done
+	if [ -n "${KVM_HOST_DEBUG:-}" ]; then
+		echo "$prog: debug: L1 console log and run files kept in $tmp" >&2
+	else
+		rm -rf "$tmp"
+	fi
+}
+on_signal() {
+	echo "$prog: interrupted, stopping the nested KVM host" >&2
+	cleanup
+	exit 130
+}
+trap cleanup EXIT
+trap on_signal INT TERM HUP
+
+now() { echo "${EPOCHREALTIME/,/.}"; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# Boots L1 once. Sets attempt_rc to CMD's status, or 124 (timeout), or -1 (L1 died).
+boot_l1() {
+	local failonce=$1 deadline=$2 start remain cmdline
+	local -a qemu
+	rm -f "$tmp/ctl" "$tmp/console.log" "$tmp/out" "$tmp/err"
+	: >"$tmp/ctl"
+	cmdline="console=ttyS0 panic=-1 kvmhost.run=$tmp"
+	if [ -n "${KVM_HOST_DEBUG:-}" ]; then cmdline+=" printk.time=1"; else cmdline+=" quiet loglevel=1"; fi
+	[ -n "$failonce" ] && cmdline+=" kvmhost.failonce=1"
+	qemu=(qemu-system-x86_64 -nodefaults -no-user-config -accel tcg -cpu max
+		-smp "$cpus" -m "$mem" -display none -no-reboot
+		-kernel "$kernel" -initrd "$initrd"
+		-chardev "file,id=console,path=$tmp/console.log" -serial chardev:console
+		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
+		-virtfs "local,path=$build,mount_tag=hostbuild,security_model=none,multidevs=remap"
+		-device virtio-rng-pci
+		-device virtio-serial-pci,id=vser
+		-chardev "file,id=ctl,path=$tmp/ctl" -device virtserialport,bus=vser.0,chardev=ctl,name=kvmhost.ctl)
+	if [ -n "$tty" ]; then
+		local rows cols size
+		size=$(stty size 2>/dev/null) && read -r rows cols <<<"$size" &&
+			[[ $rows =~ ^[0-9]+$ && $cols =~ ^[0-9]+$ ]] && cmdline+=" kvmhost.rows=$rows kvmhost.cols=$cols"
+		cmdline+=" kvmhost.mode=tty"
+		qemu+=(-chardev stdio,id=con,mux=off,signal=off -device virtconsole,bus=vser.0,chardev=con)
+	else
+		cmdline+=" kvmhost.mode=batch"
+		mkfifo "$tmp/out" "$tmp/err"
+		cat "$tmp/out" & cat_pids+=($!)
+		cat "$tmp/err" >&2 & cat_pids+=($!)
+		qemu+=(-chardev "file,id=out,path=$tmp/out" -device virtserialport,bus=vser.0,chardev=out,name=kvmhost.stdout
+			-chardev "file,id=err,path=$tmp/err" -device virtserialport,bus=vser.0,chardev=err,name=kvmhost.stderr)
+	fi
+	qemu+=(-append "$cmdline")
+
+	start=$(now)
+	if [ -n "$tty" ]; then
+		saved_stty=$(stty -g 2>/dev/null)
+		[ -n "$saved_stty" ] && stty raw -echo
+		"${qemu[@]}" 2>"$tmp/qemu.err" &
+	else
+		remain=$(awk -v d="$deadline" -v n="$(now)" 'BEGIN { r = int(d - n); print (r < 1 ? 1 : r) }')
+		timeout -k 10 "$remain" "${qemu[@]}" </dev/null 2>"$tmp/qemu.err" &
+	fi
+	qemu_pid=$!
+	# Report the boot time when L1 says it is up.
+	(
+		while kill -0 "$qemu_pid" 2>/dev/null; do
+			if grep -q '^up' "$tmp/ctl" 2>/dev/null; then
+				printf "%s: nested KVM host up after %s s${tty:+\r}\n" "$prog" "$(elapsed "$start")" >&2
+				exit 0
+			fi
+			sleep 0.1
+		done
+	) &
+	local watcher=$!
+	wait "$qemu_pid"
+	local qrc=$?
+	qemu_pid=
+	kill "$watcher" 2>/dev/null; wait "$watcher" 2>/dev/null
+	if [ -n "$saved_stty" ]; then stty "$saved_stty" 2>/dev/null; saved_stty=; fi
+	for p in "${cat_pids[@]}"; do wait "$p" 2>/dev/null; done
+	cat_pids=()
+
+	local rcline
+	rcline=$(grep -a '^rc=[0-9]*$' "$tmp/ctl" | tail -n1)
+	if [ -n "$rcline" ]; then
+		attempt_rc=${rcline#rc=}
+	elif [ -z "$tty" ] && [ "$qrc" -eq 124 ]; then
+		echo "$prog: timed out after $timeout_s s; nested KVM host killed" >&2
+		attempt_rc=124
+	else
+		local err
+		err=$(grep -a '^error=' "$tmp/ctl" | tail -n1)
+		[ -n "$err" ] && echo "$prog: nested KVM host: ${err#error=}" >&2
+		if [ -s "$tmp/qemu.err" ]; then
+			sed "s/^/$prog: qemu: /" "$tmp/qemu.err" | tail -n 10 >&2
+		fi
+		if [ -s "$tmp/console.log" ]; then
+			echo "$prog: last lines of the L1 console:" >&2
+			tr -d '\r' <"$tmp/console.log" | tail -n 15 | sed "s/^/$prog:   /" >&2
+		fi
+		attempt_rc=-1
+	fi
+}
+
+deadline=$(awk -v n="$(now)" -v t="$timeout_s" 'BEGIN { printf "%.3f", n + t }')
+echo "$prog: no usable /dev/kvm here: booting the nested KVM host (QEMU TCG, $cpus CPUs, $mem)" >&2
+attempt_rc=-1
+boot_l1 "${KVM_HOST_TEST_FAIL_ONCE:+1}" "$deadline"
+if [ "$attempt_rc" -eq -1 ]; then
+	echo "$prog: nested KVM host died before the command finished; retrying once" >&2
+	boot_l1 "" "$deadline"
+	if [ "$attempt_rc" -eq -1 ]; then
+		echo "$prog: nested KVM host died again; giving up" >&2
+		attempt_rc=125
+	fi
+fi
+exit "$attempt_rc"
