@@ -435,6 +435,12 @@ int virtq_pop(struct virtq *vq, struct virtq_chain *c)
 		atomic_thread_fence(memory_order_acquire);
 	}
 
+	/* Each chain holds at least one descriptor until pushed back (QEMU checks the same). */
+	if ((uint16_t)(vq->last_avail_idx - vq->used_idx) >= vq->size) {
+		virtq_fail(vq, -ENOSPC, "more chains in flight than the queue size",
+			   vq->last_avail_idx);
+		return -ENOSPC;
+	}
 	head = ring_load16(avail_slot(vq, vq->last_avail_idx));
 	if (head >= vq->size) {
 		virtq_fail(vq, -ERANGE, "head index out of range", head);

@@ -178,6 +178,9 @@ static inline int virtq_error(const struct virtq *vq) { return vq->error; }
  *   -EMLINK      indirect descriptor inside an indirect table
  *   -EBADMSG     device-readable descriptor after a device-writable one
  *   -ENOBUFS     chain needs more iovecs than c->capacity
+ *   -ENOSPC      a chain is offered while `size` chains are already in
+ *                flight (popped, not yet pushed): the driver reused
+ *                descriptors it had not got back
  *
  * Chain bound: at most `size` buffer descriptors, direct and indirect
  * together (the descriptor pointing at an indirect table is not counted).

@@ -731,8 +731,28 @@ static void test_bad_avail_jump(void **state)
 	for (unsigned i = 0; i < QSIZE; i++)
 		assert_int_equal(virtq_pop(&f->vq, &f->c), 1);
 	assert_int_equal(virtq_pop(&f->vq, &f->c), 0);
+	for (unsigned i = 0; i < QSIZE; i++)
+		assert_int_equal(virtq_push(&f->vq, 0, 0), 0);
 	wr16(f, AVAIL_GPA + 2, 2 * QSIZE + 1);
 	expect_broken(f, -EPROTO);
+}
+
+static void test_bad_too_many_in_flight(void **state)
+{
+	struct fx *f = *state;
+
+	/* The driver offers head 0 again and again without getting it back. */
+	set_desc(f, 0, BUF_GPA, 1, 0, 0);
+	for (unsigned i = 0; i < QSIZE; i++) {
+		avail_push(f, 0);
+		assert_int_equal(virtq_pop(&f->vq, &f->c), 1);
+	}
+	avail_push(f, 0);
+	/* Pushing one back makes room again. */
+	assert_int_equal(virtq_push(&f->vq, 0, 0), 0);
+	assert_int_equal(virtq_pop(&f->vq, &f->c), 1);
+	avail_push(f, 0);
+	expect_broken(f, -ENOSPC);
 }
 
 static void test_bad_avail_backwards(void **state)
@@ -1189,6 +1209,7 @@ int main(void)
 		T(test_bad_next_range),
 		T(test_bad_head),
 		T(test_bad_avail_jump),
+		T(test_bad_too_many_in_flight),
 		T(test_bad_avail_backwards),
 		T(test_bad_addr_outside_ram),
 		T(test_bad_addr_straddles_end),

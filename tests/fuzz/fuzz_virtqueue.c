@@ -1,0 +1,272 @@
+/*
+ * libFuzzer harness for virtio/virtqueue: the input is a hostile driver.
+ *
+ * Input layout:
+ *   [0]      log2 of the queue size (mod 7: 1..64 entries)
+ *   [1]      bit 0 INDIRECT_DESC, bit 1 EVENT_IDX, bit 2 adjacent-region
+ *            memory instead of memory with a hole, bits 4-7 chain capacity
+ *   [2..7]   le16 desc, avail and used ring offsets (see ring_gpa)
+ *   [8]      number of operation bytes that follow
+ *   [9..]    operations (pop, push, flush+notify, notify on/off, unpop,
+ *            guest rewrites of memory, save/reset/restore), then the rest
+ *            is the guest memory image starting at guest-physical 0.
+ *
+ * After the operations the queue is drained: pop and push until empty or
+ * broken. Beyond ASan/UBSan, every popped iovec is checked to lie inside a
+ * RAM region (guest memory is mmapped, so ASan alone would not see a stray
+ * pointer into it) and the walker's totals are checked against the iovecs.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "virtio/virtqueue.h"
+#include "vmm/gmem.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define REGION_SIZE (16 * 1024)
+#define HOLE_SIZE   (4 * 1024)
+#define MAX_INFLIGHT 64
+
+static struct gmem gm_hole;     /* [0, 16K) RAM, 4K hole, [20K, 36K) RAM */
+static struct gmem gm_adjacent; /* [0, 16K) and [16K, 32K), separate host buffers */
+static uint8_t scratch[64 * 1024];
+
+#define CHECK(cond)                      \
+	do {                             \
+		if (!(cond))             \
+			__builtin_trap(); \
+	} while (0)
+
+static void init_once(void)
+{
+	static int done;
+	uint8_t *a, *b;
+
+	if (done)
+		return;
+	done = 1;
+	if (gmem_create(&gm_hole, 2 * REGION_SIZE, REGION_SIZE, REGION_SIZE + HOLE_SIZE))
+		abort();
+	a = aligned_alloc(4096, REGION_SIZE);
+	b = aligned_alloc(4096, REGION_SIZE);
+	if (!a || !b)
+		abort();
+	gm_adjacent.fd = -1;
+	gm_adjacent.ram_size = 2 * REGION_SIZE;
+	gm_adjacent.nr_regions = 2;
+	gm_adjacent.regions[0] = (struct gmem_region){ .gpa = 0, .size = REGION_SIZE, .hva = a };
+	gm_adjacent.regions[1] =
+		(struct gmem_region){ .gpa = REGION_SIZE, .size = REGION_SIZE, .hva = b };
+}
+
+/* Fill RAM with the image, region by region in address order; zero the rest. */
+static void load_image(struct gmem *gm, const uint8_t *img, size_t len)
+{
+	for (unsigned i = 0; i < gm->nr_regions; i++) {
+		struct gmem_region *r = &gm->regions[i];
+		size_t n = MIN(len, r->size);
+
+		memcpy(r->hva, img, n);
+		memset(r->hva + n, 0, r->size - n);
+		img += n;
+		len -= n;
+	}
+}
+
+/* Mostly inside the loaded image; with bit 15 set, near the first region's end. */
+static uint64_t ring_gpa(const uint8_t *p)
+{
+	uint16_t raw = (uint16_t)(p[0] | p[1] << 8);
+
+	if (raw & 0x8000)
+		return REGION_SIZE - 256 + (raw & 0x1ff);
+	return raw & 0x0fff;
+}
+
+static bool in_ram(const struct gmem *gm, const struct iovec *iov)
+{
+	const uint8_t *base = iov->iov_base;
+
+	for (unsigned i = 0; i < gm->nr_regions; i++) {
+		const struct gmem_region *r = &gm->regions[i];
+
+		if (base >= r->hva && base < r->hva + r->size &&
+		    iov->iov_len <= (size_t)(r->hva + r->size - base))
+			return true;
+	}
+	return false;
+}
+
+static void check_chain(const struct gmem *gm, const struct virtq *vq, const struct virtq_chain *c)
+{
+	uint64_t out = 0, in = 0;
+
+	CHECK(c->head < vq->size);
+	CHECK(c->ndesc <= vq->size);
+	CHECK(c->nr_out + c->nr_in <= c->capacity);
+	CHECK(c->out == c->iov && c->in == c->iov + c->nr_out);
+	for (unsigned i = 0; i < c->nr_out + c->nr_in; i++) {
+		CHECK(c->iov[i].iov_len > 0);
+		CHECK(in_ram(gm, &c->iov[i]));
+		if (i < c->nr_out)
+			out += c->iov[i].iov_len;
+		else
+			in += c->iov[i].iov_len;
+	}
+	CHECK(out == c->out_len && in == c->in_len);
+	/* Touch every byte the way a device would. */
+	CHECK(virtq_chain_read(c, 0, scratch, MIN(sizeof(scratch), c->out_len)) ==
+	      MIN(sizeof(scratch), c->out_len));
+	CHECK(virtq_chain_write(c, 0, scratch, MIN(sizeof(scratch), c->in_len)) ==
+	      MIN(sizeof(scratch), c->in_len));
+}
+
+struct run {
+	struct gmem *gm;
+	struct virtq vq;
+	struct virtq_chain c;
+	uint64_t features;
+	uint16_t inflight[MAX_INFLIGHT];
+	unsigned nr_inflight;
+};
+
+static void push_oldest(struct run *r, uint32_t len)
+{
+	int ret;
+
+	if (!r->nr_inflight)
+		return;
+	ret = virtq_push(&r->vq, r->inflight[0], len);
+	CHECK(ret == 0 || (ret == -EIO && virtq_is_broken(&r->vq)));
+	memmove(r->inflight, r->inflight + 1, --r->nr_inflight * sizeof(r->inflight[0]));
+}
+
+/* Returns the pop result after checking the queue's reaction to it. */
+static int do_pop(struct run *r)
+{
+	bool was_broken = virtq_is_broken(&r->vq);
+	int ret = virtq_pop(&r->vq, &r->c);
+
+	if (ret == 1) {
+		CHECK(!was_broken);
+		check_chain(r->gm, &r->vq, &r->c);
+		if (r->nr_inflight == MAX_INFLIGHT)
+			push_oldest(r, 0);
+		r->inflight[r->nr_inflight++] = r->c.head;
+	} else if (ret < 0) {
+		CHECK(virtq_is_broken(&r->vq));
+		CHECK(was_broken ? ret == -EIO : ret == virtq_error(&r->vq));
+		CHECK(virtq_pop(&r->vq, &r->c) == -EIO);
+	} else {
+		CHECK(ret == 0 && !was_broken);
+	}
+	return ret;
+}
+
+static void save_restore(struct run *r)
+{
+	struct virtq_state st;
+	bool enabled = virtq_is_enabled(&r->vq);
+
+	virtq_save(&r->vq, &st);
+	virtq_reset(&r->vq);
+	CHECK(virtq_restore(&r->vq, &st, r->features) == 0);
+	CHECK(virtq_is_enabled(&r->vq) == enabled);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct run r;
+	const uint8_t *ops, *img;
+	size_t nops;
+
+	init_once();
+	if (size < 9)
+		return 0;
+	nops = MIN(data[8], size - 9);
+	ops = data + 9;
+	img = ops + nops;
+
+	r.gm = (data[1] & 4) ? &gm_adjacent : &gm_hole;
+	r.features = ((data[1] & 1) ? 1ull << VIRTIO_RING_F_INDIRECT_DESC : 0) |
+		     ((data[1] & 2) ? 1ull << VIRTIO_RING_F_EVENT_IDX : 0);
+	r.nr_inflight = 0;
+	load_image(r.gm, img, size - 9 - nops);
+
+	if (virtq_init(&r.vq, r.gm, "fuzz", 64))
+		abort();
+	if (virtq_chain_init(&r.c, (data[1] >> 4) ? (data[1] >> 4) : 64))
+		abort();
+	r.vq.size = (uint16_t)(1u << (data[0] % 7));
+	r.vq.desc_gpa = ring_gpa(data + 2);
+	r.vq.avail_gpa = ring_gpa(data + 4);
+	r.vq.used_gpa = ring_gpa(data + 6);
+	if (virtq_enable(&r.vq, r.features)) {
+		CHECK(!virtq_is_enabled(&r.vq) && !virtq_is_broken(&r.vq));
+		goto out;
+	}
+
+	for (size_t i = 0; i < nops; i++) {
+		uint8_t op = ops[i];
+
+		switch (op & 7) {
+		case 0:
+			do_pop(&r);
+			break;
+		case 1:
+			push_oldest(&r, (uint32_t)op << 4);
+			break;
+		case 2:
+			virtq_flush(&r.vq);
+			(void)virtq_needs_notify(&r.vq);
+			break;
+		case 3:
+			virtq_disable_notify(&r.vq);
+			break;
+		case 4:
+			(void)virtq_enable_notify(&r.vq);
+			(void)virtq_avail_count(&r.vq);
+			break;
+		case 5:
+			/* Give back the newest chain not yet pushed. */
+			if (r.nr_inflight && !virtq_is_broken(&r.vq)) {
+				virtq_unpop(&r.vq, 1);
+				r.nr_inflight--;
+			}
+			break;
+		case 6: {
+			/* The guest rewrites memory between two device steps. */
+			uint64_t gpa = ((uint64_t)(op >> 3) << 7) + (i & 0x7f);
+			uint8_t v = (uint8_t)(op ^ (i * 37));
+
+			if (gmem_write(r.gm, gpa, &v, 1)) {
+				/* gpa in the hole: nothing to write */
+			}
+			break;
+		}
+		case 7:
+			save_restore(&r);
+			break;
+		}
+	}
+
+	/* Drain: bounded, because without guest writes at most size chains remain. */
+	for (unsigned n = 0; n <= 2u * r.vq.size + 2; n++) {
+		int ret = do_pop(&r);
+
+		if (ret <= 0)
+			break;
+		CHECK(n <= r.vq.size);
+		push_oldest(&r, 1);
+	}
+	while (r.nr_inflight)
+		push_oldest(&r, 0);
+	virtq_flush(&r.vq);
+	(void)virtq_needs_notify(&r.vq);
+out:
+	virtq_chain_destroy(&r.c);
+	return 0;
+}
