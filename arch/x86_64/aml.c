@@ -34,7 +34,7 @@ static struct aml_open *innermost(struct aml *a)
 
 static void emit(struct aml *a, const void *p, size_t n)
 {
-	if (a->err)
+	if (a->err || n == 0)
 		return;
 	if (n > a->cap - a->len) {
 		fail(a, -ENOSPC);
