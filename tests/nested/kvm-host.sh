@@ -165,7 +165,10 @@ boot_l1() {
 	if [ -n "$tty" ]; then
 		saved_stty=$(stty -g 2>/dev/null)
 		[ -n "$saved_stty" ] && stty raw -echo
-		"${qemu[@]}" 2>"$tmp/qemu.err" &
+		# A background job's stdin would be /dev/null: hand QEMU ours explicitly.
+		exec 3<&0
+		"${qemu[@]}" <&3 3<&- 2>"$tmp/qemu.err" &
+		exec 3<&-
 	else
 		remain=$(awk -v d="$deadline" -v n="$(now)" 'BEGIN { r = int(d - n); print (r < 1 ? 1 : r) }')
 		timeout -k 10 "$remain" "${qemu[@]}" </dev/null 2>"$tmp/qemu.err" &
@@ -205,8 +208,14 @@ boot_l1() {
 			sed "s/^/$prog: qemu: /" "$tmp/qemu.err" | tail -n 10 >&2
 		fi
 		if [ -s "$tmp/console.log" ]; then
-			echo "$prog: last lines of the L1 console:" >&2
-			tr -d '\r' <"$tmp/console.log" | tail -n 15 | sed "s/^/$prog:   /" >&2
+			# The reason (panic, BUG, oops, init's words) and how it ended.
+			echo "$prog: from the L1 console:" >&2
+			{
+				tr -d '\r' <"$tmp/console.log" |
+					grep -a -E 'Kernel panic|BUG:|Oops|general protection|sysrq: |l1-init:' | head -n 8
+				echo "..."
+				tr -d '\r' <"$tmp/console.log" | tail -n 3
+			} | sed "s/^/$prog:   /" >&2
 		fi
 		attempt_rc=-1
 	fi

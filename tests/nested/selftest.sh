@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Self-test of the nested KVM host harness (kvm-host.sh). Always goes through
+# the nested host (KVM_HOST_FORCE_NESTED=1), even where /dev/kvm works.
+# Checks: exit status, stdout/stderr kept apart and intact, argv quoting, cwd,
+# environment passing, the read-write build/ share and the read-only root,
+# a working /dev/kvm in L1, the retry after a dead L1, the timeout, and bad
+# arguments. One "PASS|FAIL nested:selftest:CASE" line per case, also appended
+# to $RESULTS (default build/results.txt); ends with "N passed, N failed".
+set -u
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cd "$repo"
+RESULTS=${RESULTS:-build/results.txt}
+mkdir -p build/nested "$(dirname "$RESULTS")"
+export KVM_HOST_FORCE_NESTED=1
+host=$here/kvm-host.sh
+work=$(mktemp -d "$repo/build/nested/selftest.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+pass=0 fail=0
+
+check() {  # check NAME CONDITION-STATUS [DETAIL]
+	local name=$1 ok=$2 detail=${3:-}
+	if [ "$ok" -eq 0 ]; then
+		pass=$((pass + 1)); echo "PASS nested:selftest:$name" | tee -a "$RESULTS"
+	else
+		fail=$((fail + 1)); echo "FAIL nested:selftest:$name $detail" | tee -a "$RESULTS"
+	fi
+}
+has_line() { grep -qxF -- "$2" "$1"; }
+
+cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -o "$work/kvm-api-check" "$here/kvm-api-check.c" ||
+	{ echo "selftest: cannot build kvm-api-check"; exit 1; }
+
+# 1. One boot: status, streams, argv, cwd, env, shares, /dev/kvm.
+build_file=$work/from-l1.txt
+(cd "$repo/tests" &&
+	KVM_HOST_ENV="SELFTEST_VAR" SELFTEST_VAR='x y$z "q"' SELFTEST_HIDDEN=1 \
+	"$host" --timeout 600 -- "$here/selftest-l1.sh" "$build_file" "$work/kvm-api-check" \
+		'a b' "c'd" '$x' '' '*' >"$work/out" 2>"$work/err")
+rc=$?
+check exit-status "$([ $rc -eq 7 ]; echo $?)" "rc=$rc, want 7"
+check cwd "$(has_line "$work/out" "pwd=$repo/tests"; echo $?)"
+args=$(grep '^arg=' "$work/out" | tr '\n' ' ')
+check argv "$([ "$args" = "arg=[a b] arg=[c'd] arg=[\$x] arg=[] arg=[*] " ]; echo $?)" "got: $args"
+check env-passed "$(has_line "$work/out" 'var=[x y$z "q"]'; echo $?)"
+check env-not-passed "$(has_line "$work/out" 'hidden=[unset]'; echo $?)"
+check env-nested-flag "$(has_line "$work/out" 'nested=[1]'; echo $?)"
+check rw-build-share "$([ "$(cat "$build_file" 2>/dev/null)" = "written in L1" ]; echo $?)"
+check ro-root "$(has_line "$work/out" 'root_write=refused' && [ ! -e "$here/.selftest-must-not-exist" ]; echo $?)"
+check dev-kvm "$(grep -q '^kvm_api=12 create_vm=ok create_vcpu=ok$' "$work/out"; echo $?)" \
+	"$(grep kvm-api-check "$work/out")"
+check stderr-apart "$(has_line "$work/err" to-stderr && ! grep -q to-stderr "$work/out"; echo $?)"
+want=$(seq 1 200000 | sed 's/^/bulk /' | md5sum)
+got=$(grep '^bulk ' "$work/out" | md5sum)
+check bulk-output-intact "$([ "$want" = "$got" ]; echo $?)"
+check boot-reported "$(grep -q '^kvm-host: nested KVM host up after [0-9.]* s$' "$work/err"; echo $?)"
+check no-marker-leak "$(! grep -q -e 'rc=' -e '^up$' "$work/out"; echo $?)"
+
+# 2. A dead L1 (panic on purpose) is reported and retried once.
+KVM_HOST_TEST_FAIL_ONCE=1 "$host" --timeout 600 -- sh -c 'echo second-try; exit 5' >"$work/out" 2>"$work/err"
+rc=$?
+check retry-status "$([ $rc -eq 5 ]; echo $?)" "rc=$rc, want 5"
+check retry-message "$(grep -qF 'nested KVM host died before the command finished; retrying once' "$work/err"; echo $?)"
+check retry-ran-once "$([ "$(grep -c second-try "$work/out")" -eq 1 ]; echo $?)"
+
+# 3. The timeout kills QEMU and gives 124.
+start=$SECONDS
+"$host" --timeout 5 -- sleep 600 >"$work/out" 2>"$work/err"
+rc=$?
+check timeout-status "$([ $rc -eq 124 ]; echo $?)" "rc=$rc, want 124"
+check timeout-prompt "$([ $((SECONDS - start)) -lt 60 ]; echo $?)" "took $((SECONDS - start)) s"
+check timeout-message "$(grep -q 'timed out after 5 s' "$work/err"; echo $?)"
+
+# 4. Bad arguments fail fast with 125, before any boot.
+"$host" --timeout abc -- true >/dev/null 2>&1; rc=$?
+check bad-timeout "$([ $rc -eq 125 ]; echo $?)" "rc=$rc"
+KVM_HOST_ENV='BAD-NAME' "$host" -- true >/dev/null 2>&1; rc=$?
+check bad-env-name "$([ $rc -eq 125 ]; echo $?)" "rc=$rc"
+"$host" --cpus 2 >/dev/null 2>&1; rc=$?
+check no-command "$([ $rc -eq 125 ]; echo $?)" "rc=$rc"
+
+echo "nested selftest: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
