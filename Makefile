@@ -116,8 +116,12 @@ test: setup
 	@$(MAKE) --no-print-directory all unit-plain unit-asan fuzz guest-images
 	@tests/run-all.sh
 
-bench: setup all guest-images
-	bench/run.sh
+$(BUILD)/bench/channel: $(BUILD)/rel/bench/channel.o $(BUILD)/rel/libchannel.a
+	@mkdir -p $(@D)
+	$(CC) $(REL_CFLAGS) -o $@ $^ $(LIBS)
+
+bench: setup all guest-images $(BUILD)/bench/channel
+	BUILD=$(BUILD) bench/run.sh
 
 clean:
 	rm -rf $(BUILD)

@@ -31,7 +31,7 @@
 #define REC_MSG          0x4753454du /* "MESG" */
 #define REC_WRAP         0x50415257u /* "WRAP" */
 #define REC_HDR          8u
-#define DEFAULT_SPIN     2000u
+#define DEFAULT_SPIN_US  20
 #define DEFAULT_STALL_MS 1000
 #define WAIT_SLICE_MS    20
 #define LOCK_PRODUCER    0
@@ -89,7 +89,7 @@ struct ring {
 	struct notifier data_efd, space_efd;
 	uint64_t pos;      /* our private tail (producer) or head (consumer) */
 	bool broken;       /* saw corrupt shared state: -EPROTO from now on */
-	unsigned spin;
+	int64_t spin_ns;
 	int stall_ms;
 };
 
@@ -184,6 +184,14 @@ static int64_t now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static inline void cpu_relax(void)
@@ -375,7 +383,7 @@ static int ring_open_owned(int own_fd, enum ring_role role, const struct ring_op
 	r->mask = geom.data_size - 1;
 	r->max_msg = geom.max_msg;
 	r->wake = (enum ring_wake)geom.wake;
-	r->spin = opts && opts->spin ? opts->spin : DEFAULT_SPIN;
+	r->spin_ns = (int64_t)(opts && opts->spin_us ? opts->spin_us : DEFAULT_SPIN_US) * 1000;
 	r->stall_ms = opts && opts->stall_ms > 0 ? opts->stall_ms : DEFAULT_STALL_MS;
 	r->data_efd.fd = r->space_efd.fd = -1;
 	if (r->wake == RING_WAKE_EVENTFD) {
@@ -569,11 +577,17 @@ static int wait_ready(struct ring *r, uint64_t need, int64_t deadline)
 	int64_t busy_since = -1;
 	int ret;
 
-	for (unsigned i = 0; i < r->spin; i++) {
-		ret = check_ready(r, need);
-		if (ret)
-			return ret < 0 ? ret : 0;
-		cpu_relax();
+	if (r->spin_ns > 0) {
+		int64_t spin_end = now_ns() + r->spin_ns;
+
+		do {
+			for (int i = 0; i < 32; i++) {
+				ret = check_ready(r, need);
+				if (ret)
+					return ret < 0 ? ret : 0;
+				cpu_relax();
+			}
+		} while (now_ns() < spin_end);
 	}
 	for (;;) {
 		uint32_t seq = atomic_load(seqw);

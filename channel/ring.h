@@ -35,7 +35,8 @@
  *
  * Wake-ups: RING_WAKE_FUTEX (futex on the shared header; no fds to pass) or
  * RING_WAKE_EVENTFD (two eventfds both sides must share, so the consumer can
- * poll one in an event loop).  A waiter spins briefly before sleeping.
+ * poll one in an event loop).  A waiter spins briefly (opts.spin_us) before
+ * sleeping.
  *
  * A handle is used by one thread at a time.  Functions return 0 (or a
  * length) or a negative errno.
@@ -72,8 +73,10 @@ struct ring_opts {
 	 * them); ignored otherwise.  data: producer -> consumer, space:
 	 * consumer -> producer. */
 	int data_efd, space_efd;
-	/* Busy-poll iterations before sleeping (0: the default, 2000). */
-	unsigned spin;
+	/* Microseconds to busy-poll before sleeping: pays off when the peer
+	 * runs on another CPU, wastes at most this much when it does not.
+	 * 0: the default, 20 us; negative: sleep at once. */
+	int spin_us;
 	/* A peer stuck mid-operation this long is reported as stalled
 	 * (-EDEADLK); 0: the default, 1000 ms. */
 	int stall_ms;

@@ -667,7 +667,7 @@ static void test_threads(void **state)
 {
 	for (int mode = 0; mode < 2; mode++) {
 		struct ring *p, *c;
-		struct ring_opts o = { .data_efd = -1, .space_efd = -1, .spin = mode ? 1 : 0 };
+		struct ring_opts o = { .data_efd = -1, .space_efd = -1, .spin_us = mode ? -1 : 0 };
 		struct xfer x;
 		pthread_t t;
 		int fd;
@@ -766,7 +766,7 @@ static void ring_ready(void *opaque, int fd, uint32_t events)
 
 static void test_evloop_integration(void **state)
 {
-	struct ring_opts o = { .data_efd = eventfd(0, EFD_CLOEXEC), .space_efd = eventfd(0, EFD_CLOEXEC), .spin = 1 };
+	struct ring_opts o = { .data_efd = eventfd(0, EFD_CLOEXEC), .space_efd = eventfd(0, EFD_CLOEXEC), .spin_us = -1 };
 	struct loop_consumer lc = { .count = 20000 };
 	struct evloop_fd *reg;
 	struct ring *p;

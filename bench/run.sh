@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every benchmark that has been built; each prints its own table.
+# Others append their lines below.
+set -u
+BUILD=${BUILD:-build}
+status=0
+
+if [ -x "$BUILD/bench/channel" ]; then
+	"$BUILD/bench/channel" || status=1
+fi
+
+exit $status
