@@ -14,6 +14,7 @@ struct platform {
 	struct serial serial;
 	struct i8042 i8042;
 	struct rtc rtc;
+	struct acpi_pm pm;
 	int serial_fd;       /* the --serial file we opened, or -1 */
 	bool serial_ready;
 };
@@ -72,7 +73,7 @@ int platform_devices_init(struct vm *vm)
 		{ X86_COM1_PORT, 8, serial_io, &p->serial, "serial" },
 		{ X86_I8042_PORT_DATA, 5, i8042_io, &p->i8042, "i8042" },
 		{ X86_RTC_PORT, 2, rtc_io, &p->rtc, "rtc" },
-		{ X86_ACPI_PM1A_EVT, 6, acpi_pm_io, vm, "acpi-pm" },
+		{ X86_ACPI_PM1A_EVT, 6, acpi_pm_io, &p->pm, "acpi-pm" },
 		{ X86_EXIT_PORT, 4, exit_dev_io, vm, "exit" },
 		{ 0x80, 1, sink_io, NULL, "post" },
 	};
@@ -83,6 +84,7 @@ int platform_devices_init(struct vm *vm)
 	p->serial_fd = -1;
 	vm->platform = p;
 	p->i8042.vm = vm;
+	acpi_pm_init(&p->pm, vm);
 
 	ret = open_serial_output(vm, p, &out_fd);
 	if (ret)

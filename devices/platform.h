@@ -2,6 +2,7 @@
 #ifndef DEVICES_PLATFORM_H
 #define DEVICES_PLATFORM_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -24,6 +25,15 @@ struct rtc {
 	uint8_t regs[128];
 };
 uint8_t rtc_read_reg(struct rtc *rtc, uint8_t index, long long now);
+
+/* ACPI PM1a event + control blocks. */
+struct acpi_pm {
+	pthread_mutex_t lock;
+	struct vm *vm;
+	uint16_t en;   /* PM1 enable */
+	uint16_t cnt;  /* PM1 control */
+};
+void acpi_pm_init(struct acpi_pm *pm, struct vm *vm);
 
 /* i8042: enough of the keyboard controller for probing and reboot=k. */
 struct i8042 {

@@ -164,9 +164,10 @@ static int run_loop(struct vm *vm)
 int main(int argc, char **argv)
 {
 	struct vm_config cfg;
+	struct vm_images img;
 	struct vm vm;
 	char err[512];
-	int status;
+	int status, ret;
 
 	switch (cli_parse(argc, argv, &cfg, err, sizeof(err))) {
 	case CLI_EXIT_OK:
@@ -178,9 +179,15 @@ int main(int argc, char **argv)
 		break;
 	}
 
-	if (vm_create(&vm, &cfg))
+	if (vm_images_load(&cfg, &img))
 		return VMM_EXIT_USAGE;
-	if (vm_load(&vm)) {
+	if (vm_create(&vm, &cfg)) {
+		vm_images_free(&img);
+		return VMM_EXIT_USAGE;
+	}
+	ret = vm_load(&vm, &img);
+	vm_images_free(&img);
+	if (ret) {
 		vm_destroy(&vm);
 		return VMM_EXIT_USAGE;
 	}

@@ -207,7 +207,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 			pr_err("KVM_CREATE_VCPU %u failed: %s", i, strerror(-ret));
 			goto err;
 		}
-		ret = x86_vcpu_init(vm->vcpus[i].fd, vm->supported_cpuid, i, vm->ncpus);
+		ret = x86_vcpu_init(vm->vcpus[i].fd, vm->supported_cpuid, i, vm->ncpus,
+				    ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0);
 		if (ret) {
 			pr_err("setting up vCPU %u (CPUID, LAPIC) failed: %s", i, strerror(-ret));
 			goto err;
@@ -288,51 +289,74 @@ static int read_file(const char *path, const char *option, uint8_t **data, size_
 	return 0;
 }
 
-int vm_load(struct vm *vm)
+int vm_images_load(const struct vm_config *cfg, struct vm_images *img)
+{
+	struct bzimage bz;
+	const char *why;
+	int ret;
+
+	memset(img, 0, sizeof(*img));
+	ret = read_file(cfg->kernel, "--kernel", &img->kernel, &img->kernel_len);
+	if (ret)
+		return ret;
+	/* Check the format now, before KVM is even opened: the error is about the file. */
+	if (bzimage_parse(img->kernel, img->kernel_len, &bz, &why)) {
+		pr_err("--kernel %s: %s", cfg->kernel, why);
+		vm_images_free(img);
+		return -ENOEXEC;
+	}
+	if (cfg->initramfs) {
+		ret = read_file(cfg->initramfs, "--initramfs", &img->initrd, &img->initrd_len);
+		if (ret) {
+			vm_images_free(img);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+void vm_images_free(struct vm_images *img)
+{
+	free(img->kernel);
+	free(img->initrd);
+	memset(img, 0, sizeof(*img));
+}
+
+int vm_load(struct vm *vm, const struct vm_images *img)
 {
 	struct x86_platform plat = {
 		.ncpus = vm->ncpus,
-		.mmio64_base = ALIGN_UP(gmem_end(&vm->mem), X86_PCI_MMIO64_ALIGN),
+		.mmio64_base = ALIGN_UP(MAX(gmem_end(&vm->mem), X86_MEM_HOLE_END), X86_PCI_MMIO64_ALIGN),
 		.mmio64_size = X86_PCI_MMIO64_SIZE,
 	};
-	struct x86_boot_params bp = { .cmdline = vm->cfg->cmdline };
+	struct x86_boot_params bp = {
+		.kernel = img->kernel,
+		.kernel_len = img->kernel_len,
+		.initrd = img->initrd,
+		.initrd_len = img->initrd_len,
+		.cmdline = vm->cfg->cmdline,
+	};
 	struct x86_boot_layout layout;
-	uint8_t *kernel = NULL, *initrd = NULL;
-	size_t kernel_len = 0, initrd_len = 0;
 	char err[256];
 	void *p;
 	int ret;
-
-	ret = read_file(vm->cfg->kernel, "--kernel", &kernel, &kernel_len);
-	if (ret)
-		return ret;
-	if (vm->cfg->initramfs) {
-		ret = read_file(vm->cfg->initramfs, "--initramfs", &initrd, &initrd_len);
-		if (ret)
-			goto out;
-	}
 
 	p = gmem_translate(&vm->mem, X86_MPTABLE_ADDR, X86_MPTABLE_MAX);
 	ret = p ? mptable_build(&plat, p, X86_MPTABLE_MAX, X86_MPTABLE_ADDR) : -EFAULT;
 	if (ret) {
 		pr_err("building the MP table for %u vCPUs failed: %s", vm->ncpus, strerror(-ret));
-		goto out;
+		return ret;
 	}
 	p = gmem_translate(&vm->mem, X86_ACPI_ADDR, X86_ACPI_MAX);
 	ret = p ? acpi_build(&plat, p, X86_ACPI_MAX, X86_ACPI_ADDR, &bp.rsdp_gpa) : -EFAULT;
 	if (ret) {
 		pr_err("building the ACPI tables for %u vCPUs failed: %s", vm->ncpus, strerror(-ret));
-		goto out;
+		return ret;
 	}
-
-	bp.kernel = kernel;
-	bp.kernel_len = kernel_len;
-	bp.initrd = initrd;
-	bp.initrd_len = initrd_len;
 	ret = x86_boot_load(&vm->mem, &bp, &layout, err, sizeof(err));
 	if (ret) {
-		pr_err("--kernel %s: %s", vm->cfg->kernel, err);
-		goto out;
+		pr_err("%s: %s", ret == -ENOMEM ? "--memory" : "--kernel", err);
+		return ret;
 	}
 	ret = x86_boot_build_page_tables(&vm->mem);
 	if (!ret)
@@ -341,9 +365,6 @@ int vm_load(struct vm *vm)
 		ret = x86_vcpu_set_boot_regs(vm->vcpus[0].fd, layout.entry, layout.zero_page);
 	if (ret)
 		pr_err("setting up the boot vCPU failed: %s", strerror(-ret));
-out:
-	free(kernel);
-	free(initrd);
 	return ret;
 }
 

@@ -72,8 +72,16 @@ struct vm {
 int vm_create(struct vm *vm, const struct vm_config *cfg) WUR;
 void vm_destroy(struct vm *vm);
 
-/* Load the kernel, build firmware tables and set up vCPU registers. */
-int vm_load(struct vm *vm) WUR;
+/* The kernel and initramfs, read and checked before KVM is opened. */
+struct vm_images {
+	uint8_t *kernel, *initrd;
+	size_t kernel_len, initrd_len;
+};
+int vm_images_load(const struct vm_config *cfg, struct vm_images *img) WUR;
+void vm_images_free(struct vm_images *img);
+
+/* Place the kernel, build firmware tables and set up vCPU registers. */
+int vm_load(struct vm *vm, const struct vm_images *img) WUR;
 
 /* Start one thread per vCPU. */
 int vm_start(struct vm *vm) WUR;

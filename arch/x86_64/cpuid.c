@@ -7,6 +7,7 @@
 #define CPUID_1_EBX_APIC_ID_SHIFT   24
 #define CPUID_1_EBX_LCPU_SHIFT      16
 #define CPUID_1_ECX_HYPERVISOR      (1u << 31)
+#define CPUID_1_ECX_TSC_DEADLINE    (1u << 24)
 #define CPUID_1_EDX_HTT             (1u << 28)
 #define CPUID_TOPO_LEVEL_SMT        1
 #define CPUID_TOPO_LEVEL_CORE       2
@@ -112,4 +113,12 @@ void cpuid_set_topology(struct kvm_cpuid_entry2 *ents, unsigned nent, unsigned i
 			break;
 		}
 	}
+}
+
+void cpuid_set_tsc_deadline(struct kvm_cpuid_entry2 *e, unsigned nent)
+{
+	struct kvm_cpuid_entry2 *l = cpuid_find(e, nent, 0x1, 0);
+
+	if (l)
+		l->ecx |= CPUID_1_ECX_TSC_DEADLINE;
 }

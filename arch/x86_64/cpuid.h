@@ -17,6 +17,9 @@ unsigned cpuid_core_shift(unsigned ncpus);
  */
 void cpuid_set_topology(struct kvm_cpuid_entry2 *e, unsigned nent, unsigned index, unsigned ncpus);
 
+/* Advertise the TSC-deadline LAPIC timer (KVM emulates it but leaves the bit to userspace). */
+void cpuid_set_tsc_deadline(struct kvm_cpuid_entry2 *e, unsigned nent);
+
 /* The entry for (function, index), or NULL. */
 struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid_entry2 *e, unsigned nent,
 				    uint32_t function, uint32_t index);

@@ -16,12 +16,17 @@
 #define X86_EFER_LME (1ULL << 8)
 #define X86_EFER_LMA (1ULL << 10)
 
+#define MSR_MTRR_DEF_TYPE 0x2ff
+#define MTRR_DEF_TYPE_E   (1ULL << 11)
+#define MTRR_TYPE_WB      6ULL
+
 #define APIC_LVT0        0x350
 #define APIC_LVT1        0x360
 #define APIC_MODE_NMI    0x4
 #define APIC_MODE_EXTINT 0x7
 
-static int set_cpuid(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned index, unsigned ncpus)
+static int set_cpuid(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned index, unsigned ncpus,
+		     bool tsc_deadline)
 {
 	size_t sz = sizeof(*supported) + supported->nent * sizeof(supported->entries[0]);
 	struct kvm_cpuid2 *c = malloc(sz);
@@ -31,6 +36,8 @@ static int set_cpuid(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned i
 		return -ENOMEM;
 	memcpy(c, supported, sz);
 	cpuid_set_topology(c->entries, c->nent, index, ncpus);
+	if (tsc_deadline)
+		cpuid_set_tsc_deadline(c->entries, c->nent);
 	if (ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0)
 		ret = -errno;
 	free(c);
@@ -64,10 +71,30 @@ static int setup_lapic(int vcpu_fd)
 	return 0;
 }
 
-int x86_vcpu_init(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned index, unsigned ncpus)
+/* Firmware enables MTRRs with write-back as the default type; without it Linux also skips PAT. */
+static int setup_msrs(int vcpu_fd)
 {
-	int ret = set_cpuid(vcpu_fd, supported, index, ncpus);
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[1];
+	} msrs = {
+		.hdr.nmsrs = 1,
+		.e[0] = { .index = MSR_MTRR_DEF_TYPE, .data = MTRR_DEF_TYPE_E | MTRR_TYPE_WB },
+	};
 
+	if (ioctl(vcpu_fd, KVM_SET_MSRS, &msrs) != 1)
+		return -EIO;
+	return 0;
+}
+
+int x86_vcpu_init(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned index, unsigned ncpus,
+		  bool tsc_deadline)
+{
+	int ret = set_cpuid(vcpu_fd, supported, index, ncpus, tsc_deadline);
+
+	if (ret)
+		return ret;
+	ret = setup_msrs(vcpu_fd);
 	if (ret)
 		return ret;
 	return setup_lapic(vcpu_fd);

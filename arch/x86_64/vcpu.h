@@ -2,6 +2,8 @@
 #ifndef ARCH_X86_64_VCPU_H
 #define ARCH_X86_64_VCPU_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <linux/kvm.h>
 
@@ -9,7 +11,7 @@
 
 /* Set CPUID (from KVM's supported set, with our topology) and LINT0/LINT1 wiring. */
 int x86_vcpu_init(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned index,
-		  unsigned ncpus) WUR;
+		  unsigned ncpus, bool tsc_deadline) WUR;
 
 /* Registers for the boot vCPU: long mode, paging on, rip at the 64-bit entry, rsi at the zero page. */
 int x86_vcpu_set_boot_regs(int vcpu_fd, uint64_t entry, uint64_t zero_page) WUR;
