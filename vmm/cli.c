@@ -1,5 +1,7 @@
 #include "vmm/cli.h"
 
+#include "devices/virtio_kinds.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -178,6 +180,13 @@ void cli_usage(FILE *f)
 			 options[i].metavar ? options[i].metavar : "");
 		fprintf(f, "  %-20s %s\n", left, options[i].help);
 	}
+	fprintf(f, "\ndevices:\n");
+	for (size_t i = 0; virtio_dev_kinds[i]; i++) {
+		const struct virtio_dev_kind *k = virtio_dev_kinds[i];
+
+		fprintf(f, "  --%s %s\n  %-20s %s%s\n", k->option, k->metavar, "", k->help,
+			k->repeatable ? " (repeatable)" : "");
+	}
 	fprintf(f, "\nConsole: Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A.\n"
 		   "Exit status: the guest's (power-off 0, exit device N), 1 failure, 2 bad input,\n"
 		   "124 timeout, 125 guest panic, 128+N stopped by signal N.\n");
@@ -191,6 +200,15 @@ static const struct cli_option *find_option(const char *name, size_t len)
 	return NULL;
 }
 
+static const struct virtio_dev_kind *find_device_kind(const char *name, size_t len)
+{
+	for (size_t i = 0; virtio_dev_kinds[i]; i++)
+		if (strlen(virtio_dev_kinds[i]->option) == len &&
+		    !strncmp(virtio_dev_kinds[i]->option, name, len))
+			return virtio_dev_kinds[i];
+	return NULL;
+}
+
 enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, char *err, size_t errlen)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -201,6 +219,7 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, char *er
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *eq, *val;
+		const struct virtio_dev_kind *kind;
 		const struct cli_option *o;
 		char msg[200];
 		size_t len;
@@ -212,6 +231,40 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, char *er
 		a += 2;
 		eq = strchr(a, '=');
 		len = eq ? (size_t)(eq - a) : strlen(a);
+		kind = find_device_kind(a, len);
+		if (kind) {
+			if (cfg->ndevices == VMM_MAX_DEVICES) {
+				fail(err, errlen, "--%s: at most %d devices", kind->option, VMM_MAX_DEVICES);
+				return CLI_ERROR;
+			}
+			if (!kind->repeatable) {
+				for (unsigned d = 0; d < cfg->ndevices; d++) {
+					if (cfg->devices[d].kind == kind) {
+						fail(err, errlen, "--%s given twice; it is not repeatable",
+						     kind->option);
+						return CLI_ERROR;
+					}
+				}
+			}
+			/* A device option's value is optional ("--rng"), given with '=' or as the next word. */
+			if (eq)
+				val = eq + 1;
+			else if (kind->metavar[0] != '[' && i + 1 < argc)
+				val = argv[++i];
+			else if (kind->metavar[0] == '[' && i + 1 < argc && strncmp(argv[i + 1], "--", 2))
+				val = argv[++i];
+			else if (kind->metavar[0] == '[')
+				val = "";
+			else {
+				fail(err, errlen, "--%s needs a value: --%s %s", kind->option, kind->option,
+				     kind->metavar);
+				return CLI_ERROR;
+			}
+			cfg->devices[cfg->ndevices].kind = kind;
+			cfg->devices[cfg->ndevices].args = val;
+			cfg->ndevices++;
+			continue;
+		}
 		o = find_option(a, len);
 		if (!o) {
 			fail(err, errlen, "unknown option '--%.*s'; see --help", (int)len, a);

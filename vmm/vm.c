@@ -16,6 +16,7 @@
 #include "arch/x86_64/layout.h"
 #include "arch/x86_64/mptable.h"
 #include "arch/x86_64/vcpu.h"
+#include "channel/evloop.h"
 #include "devices/platform.h"
 #include "vmm/vcpu.h"
 
@@ -183,6 +184,12 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		goto err;
 	}
 
+	ret = evloop_create(&vm->loop);
+	if (ret) {
+		pr_err("creating the device event loop failed: %s", strerror(-ret));
+		goto err;
+	}
+
 	vm->exit_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->exit_efd < 0) {
 		ret = -errno;
@@ -218,6 +225,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	ret = platform_devices_init(vm);
 	if (ret)
 		goto err;
+	/* PCI host bridge and the virtio devices of cfg->devices: added by the PCI transport. */
 	return 0;
 
 err:
@@ -228,6 +236,9 @@ err:
 void vm_destroy(struct vm *vm)
 {
 	platform_devices_destroy(vm);
+	if (vm->loop)
+		evloop_destroy(vm->loop);
+	vm->loop = NULL;
 	if (vm->vcpus) {
 		for (unsigned i = 0; i < vm->ncpus; i++)
 			vcpu_destroy(&vm->vcpus[i]);
@@ -368,12 +379,29 @@ int vm_load(struct vm *vm, const struct vm_images *img)
 	return ret;
 }
 
+static void *loop_thread(void *arg)
+{
+	struct vm *vm = arg;
+	int ret = evloop_run(vm->loop);
+
+	if (ret)
+		vm_request_exit(vm, VMM_EXIT_FAILURE, "device event loop failed: %s", strerror(-ret));
+	return NULL;
+}
+
 int vm_start(struct vm *vm)
 {
 	int ret = vcpu_signals_init();
 
 	if (ret)
 		return ret;
+	ret = -pthread_create(&vm->loop_thread, NULL, loop_thread, vm);
+	if (ret) {
+		pr_err("starting the device event loop failed: %s", strerror(-ret));
+		return ret;
+	}
+	pthread_setname_np(vm->loop_thread, "devices");
+	vm->loop_running = true;
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		ret = vcpu_start(&vm->vcpus[i]);
 		if (ret) {
@@ -403,6 +431,12 @@ void vm_stop(struct vm *vm)
 			pthread_join(vm->vcpus[i].thread, NULL);
 			vm->vcpus[i].started = false;
 		}
+	}
+	/* vCPUs first: no new kicks can arrive once they are gone. */
+	if (vm->loop_running) {
+		evloop_stop(vm->loop);
+		pthread_join(vm->loop_thread, NULL);
+		vm->loop_running = false;
 	}
 }
 

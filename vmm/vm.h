@@ -26,6 +26,16 @@ enum {
 
 enum serial_mode { SERIAL_STDIO, SERIAL_OFF, SERIAL_FILE };
 
+#define VMM_MAX_DEVICES 32
+
+struct virtio_dev_kind;
+
+/* A device asked for on the command line: its kind and its "k=v,..." arguments. */
+struct vm_device_arg {
+	const struct virtio_dev_kind *kind;
+	const char *args;
+};
+
 struct vm_config {
 	const char *kernel;
 	const char *initramfs;
@@ -35,10 +45,13 @@ struct vm_config {
 	enum serial_mode serial;
 	const char *serial_path;
 	unsigned timeout_s;      /* 0: none */
+	unsigned ndevices;
+	struct vm_device_arg devices[VMM_MAX_DEVICES];
 };
 
 struct vcpu;
 struct serial;
+struct evloop;
 
 struct vm {
 	const struct vm_config *cfg;
@@ -63,6 +76,11 @@ struct vm {
 	int exit_status;
 	char exit_reason[256];
 	int exit_efd;            /* eventfd: readable once the VM wants to exit */
+
+	/* Device I/O: one event-loop thread runs every device's queue work. */
+	struct evloop *loop;
+	pthread_t loop_thread;
+	bool loop_running;
 
 	struct serial *serial;   /* COM1, for console input */
 	void *platform;          /* devices/platform.c's state */

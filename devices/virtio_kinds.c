@@ -1,0 +1,8 @@
+/* Every virtio device kind the command line knows, in --help order. NULL-terminated. */
+#include <stddef.h>
+
+#include "devices/virtio_kinds.h"
+
+const struct virtio_dev_kind *const virtio_dev_kinds[] = {
+	NULL,
+};

@@ -1,0 +1,126 @@
+/*
+ * The contract between a virtio device (devices/virtio_*.c) and its transport
+ * (virtio/virtio_pci.c). A device is a const ops table plus private state; it
+ * never knows about PCI, and the transport never knows what a block is.
+ *
+ * Threads: cfg_read/cfg_write run on a vCPU thread (the transport holds the
+ * device lock around them). queue_notify, and everything a device does with
+ * its queues, runs on the VM's event-loop thread (vm->loop). reset, activate,
+ * pause, resume, save and load are called by the transport with the event
+ * loop not touching the device (kicks unregistered or the loop paused).
+ */
+#ifndef VIRTIO_VIRTIO_DEV_H
+#define VIRTIO_VIRTIO_DEV_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "virtio/virtqueue.h"
+#include "vmm/util.h"
+
+/* Device ids (virtio 1.2, 5). */
+#define VIRTIO_ID_NET    1
+#define VIRTIO_ID_BLOCK  2
+#define VIRTIO_ID_RNG    4
+#define VIRTIO_ID_VSOCK  19
+#define VIRTIO_ID_FS     26
+
+/* Reserved feature bits (6). */
+#define VIRTIO_F_INDIRECT_DESC     28
+#define VIRTIO_F_EVENT_IDX         29
+#define VIRTIO_F_VERSION_1         32
+#define VIRTIO_F_ACCESS_PLATFORM   33
+#define VIRTIO_F_RING_PACKED       34
+
+/* Device status bits (2.1). */
+#define VIRTIO_STATUS_ACKNOWLEDGE  1
+#define VIRTIO_STATUS_DRIVER       2
+#define VIRTIO_STATUS_DRIVER_OK    4
+#define VIRTIO_STATUS_FEATURES_OK  8
+#define VIRTIO_STATUS_NEEDS_RESET  64
+#define VIRTIO_STATUS_FAILED       128
+
+#define VIRTIO_MAX_QUEUES 64
+
+struct vm;
+struct virtio_dev;
+
+/* What every device of a kind shares: name, id, hooks. */
+struct virtio_dev_ops {
+	const char *name;              /* "virtio-blk": for messages */
+	uint16_t device_id;            /* VIRTIO_ID_* */
+
+	/* Back to the state after creation; queues are already reset by the transport. */
+	void (*reset)(struct virtio_dev *vdev);
+	/*
+	 * DRIVER_OK: features are final (vdev->driver_features) and the enabled
+	 * queues are live. Return 0, or -errno to make the transport set
+	 * NEEDS_RESET.
+	 */
+	int (*activate)(struct virtio_dev *vdev);
+	/* The driver kicked queue q (event-loop thread). */
+	void (*queue_notify)(struct virtio_dev *vdev, unsigned q);
+	/* Device-specific config space; off + len <= config_size is guaranteed. */
+	void (*cfg_read)(struct virtio_dev *vdev, uint32_t off, void *data, uint32_t len);
+	void (*cfg_write)(struct virtio_dev *vdev, uint32_t off, const void *data, uint32_t len);
+	/* Stop touching guest memory / resume; NULL when the device has nothing in flight. */
+	int (*pause)(struct virtio_dev *vdev);
+	int (*resume)(struct virtio_dev *vdev);
+	/* Snapshot hooks; NULL means "cannot be saved" and the VMM refuses a snapshot. */
+	int (*save)(struct virtio_dev *vdev, void *buf, size_t len, size_t *used);
+	int (*load)(struct virtio_dev *vdev, const void *buf, size_t len);
+	/* Free the device's private state. */
+	void (*destroy)(struct virtio_dev *vdev);
+};
+
+/* One device instance, filled by the device's create function, then owned by the transport. */
+struct virtio_dev {
+	const struct virtio_dev_ops *ops;
+	void *priv;                    /* the device's own state */
+	struct vm *vm;                 /* guest memory: &vm->mem; event loop: vm->loop */
+	char id[32];                   /* "blk0": for messages */
+
+	uint64_t device_features;      /* offered (VERSION_1 is added by the transport) */
+	uint64_t driver_features;      /* accepted by the driver, valid from activate() on */
+	uint32_t config_size;
+	unsigned num_queues;
+	uint16_t queue_max_size;       /* largest queue size offered, power of two */
+	struct virtq vqs[VIRTIO_MAX_QUEUES];
+
+	/* Set by the transport: how a device signals the guest. Thread-safe. */
+	void (*signal_used)(struct virtio_dev *vdev, unsigned q);  /* used-buffer interrupt */
+	void (*signal_config)(struct virtio_dev *vdev);            /* config change interrupt */
+	/* A guest error: mark DEVICE_NEEDS_RESET and tell the driver. Logged once by the caller. */
+	void (*needs_reset)(struct virtio_dev *vdev);
+	void *transport;               /* the transport's own state */
+};
+
+/*
+ * Push one used element on queue q and interrupt the guest if the driver
+ * wants it (EVENT_IDX or NO_INTERRUPT honoured). A helper for devices.
+ */
+void virtio_dev_complete(struct virtio_dev *vdev, unsigned q, uint16_t head, uint32_t len);
+
+/* Whether the driver accepted feature bit `bit`. */
+static inline bool virtio_has_feature(const struct virtio_dev *vdev, unsigned bit)
+{
+	return (vdev->driver_features >> bit) & 1;
+}
+
+/*
+ * Device kinds the command line can create: `--NAME ARGS` (repeatable when
+ * `repeatable`). create() parses ARGS (a "k=v,k=v" list, may be empty) and
+ * fills vdev; errors go in err (one line naming the key at fault) and
+ * return -EINVAL, which makes vmm exit with status 2.
+ */
+struct virtio_dev_kind {
+	const char *option;            /* "disk", "net", "rng" */
+	const char *metavar;           /* "path=PATH[,readonly=on][,serial=ID]" */
+	const char *help;
+	bool repeatable;
+	int (*create)(struct vm *vm, const char *args, struct virtio_dev *vdev, char *err, size_t errlen);
+};
+
+#endif
