@@ -4,12 +4,17 @@
  * Input layout:
  *   [0]      log2 of the queue size (mod 7: 1..64 entries)
  *   [1]      bit 0 INDIRECT_DESC, bit 1 EVENT_IDX, bit 2 adjacent-region
- *            memory instead of memory with a hole, bits 4-7 chain capacity
+ *            memory instead of memory with a hole, bit 3 "tame" (below),
+ *            bits 4-7 chain capacity (0: 64)
  *   [2..7]   le16 desc, avail and used ring offsets (see ring_gpa)
  *   [8]      number of operation bytes that follow
  *   [9..]    operations (pop, push, flush+notify, notify on/off, unpop,
  *            guest rewrites of memory, save/reset/restore), then the rest
  *            is the guest memory image starting at guest-physical 0.
+ * Guest addresses in descriptors are taken as they come (any 64-bit value),
+ * except in tame mode: there every 16-byte slot of RAM, read as a descriptor,
+ * gets its address reduced modulo (end of RAM + 4K) and its length modulo
+ * 8K, so that most chains point near RAM and its edges instead of far away.
  *
  * After the operations the queue is drained: pop and push until empty or
  * broken. Beyond ASan/UBSan, every popped iovec is checked to lie inside a
@@ -30,8 +35,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define HOLE_SIZE   (4 * 1024)
 #define MAX_INFLIGHT 64
 
-static struct gmem gm_hole;     /* [0, 16K) RAM, 4K hole, [20K, 36K) RAM */
-static struct gmem gm_adjacent; /* [0, 16K) and [16K, 32K), separate host buffers */
+/* Realistic: memfd-backed RAM [0, 16K), a 4K hole, RAM [20K, 36K). */
+static struct gmem gm_hole;
+/*
+ * Sensitive: RAM [0, 2K) and [2K, 4K) in two separate heap blocks, so that
+ * ASan's redzones catch any access past a region's end, which mmapped RAM
+ * would hide.
+ */
+static struct gmem gm_adjacent;
+#define ADJ_REGION_SIZE 2048
 static uint8_t scratch[64 * 1024];
 
 #define CHECK(cond)                      \
@@ -50,16 +62,17 @@ static void init_once(void)
 	done = 1;
 	if (gmem_create(&gm_hole, 2 * REGION_SIZE, REGION_SIZE, REGION_SIZE + HOLE_SIZE))
 		abort();
-	a = aligned_alloc(4096, REGION_SIZE);
-	b = aligned_alloc(4096, REGION_SIZE);
+	a = aligned_alloc(ADJ_REGION_SIZE, ADJ_REGION_SIZE);
+	b = aligned_alloc(ADJ_REGION_SIZE, ADJ_REGION_SIZE);
 	if (!a || !b)
 		abort();
 	gm_adjacent.fd = -1;
-	gm_adjacent.ram_size = 2 * REGION_SIZE;
+	gm_adjacent.ram_size = 2 * ADJ_REGION_SIZE;
 	gm_adjacent.nr_regions = 2;
-	gm_adjacent.regions[0] = (struct gmem_region){ .gpa = 0, .size = REGION_SIZE, .hva = a };
+	gm_adjacent.regions[0] =
+		(struct gmem_region){ .gpa = 0, .size = ADJ_REGION_SIZE, .hva = a };
 	gm_adjacent.regions[1] =
-		(struct gmem_region){ .gpa = REGION_SIZE, .size = REGION_SIZE, .hva = b };
+		(struct gmem_region){ .gpa = ADJ_REGION_SIZE, .size = ADJ_REGION_SIZE, .hva = b };
 }
 
 /* Fill RAM with the image, region by region in address order; zero the rest. */
@@ -77,13 +90,32 @@ static void load_image(struct gmem *gm, const uint8_t *img, size_t len)
 }
 
 /* Mostly inside the loaded image; with bit 15 set, near the first region's end. */
-static uint64_t ring_gpa(const uint8_t *p)
+static uint64_t ring_gpa(const struct gmem *gm, const uint8_t *p)
 {
 	uint16_t raw = (uint16_t)(p[0] | p[1] << 8);
 
 	if (raw & 0x8000)
-		return REGION_SIZE - 256 + (raw & 0x1ff);
+		return gm->regions[0].size - 256 + (raw & 0x1ff);
 	return raw & 0x0fff;
+}
+
+static void tame(struct gmem *gm)
+{
+	uint64_t end = gmem_end(gm) + 4096;
+
+	for (unsigned i = 0; i < gm->nr_regions; i++) {
+		struct gmem_region *r = &gm->regions[i];
+
+		for (uint64_t off = 0; off + sizeof(struct virtq_desc) <= r->size;
+		     off += sizeof(struct virtq_desc)) {
+			struct virtq_desc d;
+
+			memcpy(&d, r->hva + off, sizeof(d));
+			d.addr = cpu_to_le64(le64_to_cpu(d.addr) % end);
+			d.len = cpu_to_le32(le32_to_cpu(d.len) % 8192);
+			memcpy(r->hva + off, &d, sizeof(d));
+		}
+	}
 }
 
 static bool in_ram(const struct gmem *gm, const struct iovec *iov)
@@ -195,15 +227,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		     ((data[1] & 2) ? 1ull << VIRTIO_RING_F_EVENT_IDX : 0);
 	r.nr_inflight = 0;
 	load_image(r.gm, img, size - 9 - nops);
+	if (data[1] & 8)
+		tame(r.gm);
 
 	if (virtq_init(&r.vq, r.gm, "fuzz", 64))
 		abort();
 	if (virtq_chain_init(&r.c, (data[1] >> 4) ? (data[1] >> 4) : 64))
 		abort();
 	r.vq.size = (uint16_t)(1u << (data[0] % 7));
-	r.vq.desc_gpa = ring_gpa(data + 2);
-	r.vq.avail_gpa = ring_gpa(data + 4);
-	r.vq.used_gpa = ring_gpa(data + 6);
+	r.vq.desc_gpa = ring_gpa(r.gm, data + 2);
+	r.vq.avail_gpa = ring_gpa(r.gm, data + 4);
+	r.vq.used_gpa = ring_gpa(r.gm, data + 6);
 	if (virtq_enable(&r.vq, r.features)) {
 		CHECK(!virtq_is_enabled(&r.vq) && !virtq_is_broken(&r.vq));
 		goto out;

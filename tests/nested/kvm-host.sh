@@ -23,6 +23,7 @@
 #   KVM_HOST_FORCE_NESTED=1   use the nested host even if /dev/kvm works here
 #   KVM_HOST_TEST_FAIL_ONCE=1 L1 panics on purpose on the first boot (self-test
 #                             of the retry path)
+#   KVM_HOST_APPEND=WORDS     more L1 kernel command line (experiments)
 #   KVM_HOST_DEBUG=1          verbose L1 kernel; its console log is kept and named
 #   KVM_HOST_BUILD=DIR        the build/ folder shared read-write (default: the
 #                             repository's build/); guest images come from DIR/guest
@@ -136,6 +137,7 @@ boot_l1() {
 	cmdline="console=ttyS0 panic=-1 kvmhost.run=$tmp"
 	if [ -n "${KVM_HOST_DEBUG:-}" ]; then cmdline+=" printk.time=1"; else cmdline+=" quiet loglevel=1"; fi
 	[ -n "$failonce" ] && cmdline+=" kvmhost.failonce=1"
+	[ -n "${KVM_HOST_APPEND:-}" ] && cmdline+=" $KVM_HOST_APPEND"
 	qemu=(qemu-system-x86_64 -nodefaults -no-user-config -accel tcg -cpu max
 		-smp "$cpus" -m "$mem" -display none -no-reboot
 		-kernel "$kernel" -initrd "$initrd"

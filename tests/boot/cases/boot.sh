@@ -1,0 +1,47 @@
+# Booting Linux: vCPU counts, memory sizes, both Debian kernels, power-off.
+
+# check_info LOG CPUS MEM_MIB: the guest saw CPUS vCPUs and about MEM_MIB of RAM.
+check_info() {
+	local log=$1 cpus=$2 mem_mib=$3 got_cpus got_kb min_kb
+	if [ "$RC" -ne 0 ]; then
+		boot_fail "vmm exited $RC, expected 0 (power-off): $(tail -n 1 "$log.stderr")" "$log"
+		return
+	fi
+	expect_marker "$log" info || { boot_fail "no VMMTEST-END info rc=0 marker" "$log"; return; }
+	got_cpus=$(log_value "$log" cpus)
+	got_kb=$(log_value "$log" memtotal_kb)
+	# MemTotal excludes the kernel image and reserved areas: accept 85%.
+	min_kb=$((mem_mib * 1024 * 85 / 100))
+	[ "$got_cpus" = "$cpus" ] || { boot_fail "guest sees $got_cpus vCPUs, expected $cpus" "$log"; return; }
+	[ "${got_kb:-0}" -ge "$min_kb" ] && [ "$got_kb" -le $((mem_mib * 1024)) ] ||
+		{ boot_fail "guest MemTotal ${got_kb:-?} kB, expected about $((mem_mib * 1024)) kB" "$log"; return; }
+	boot_pass "cpus=$got_cpus memtotal_kb=$got_kb"
+}
+
+case_generic_1cpu() {
+	guest_test info "$WORK/generic-1cpu.log" --cpus 1 --memory 512M
+	check_info "$WORK/generic-1cpu.log" 1 512
+}
+
+case_generic_2cpu() {
+	guest_test info "$WORK/generic-2cpu.log" --cpus 2 --memory 512M
+	check_info "$WORK/generic-2cpu.log" 2 512
+}
+
+case_generic_4cpu() {
+	guest_test info "$WORK/generic-4cpu.log" --cpus 4 --memory 1G
+	check_info "$WORK/generic-4cpu.log" 4 1024
+}
+
+case_generic_5g() {
+	guest_test info "$WORK/generic-5g.log" --cpus 2 --memory 5G
+	check_info "$WORK/generic-5g.log" 2 5120
+}
+
+case_cloud_4cpu() {
+	local log=$WORK/cloud-4cpu.log
+	# The cloud kernel has no MP-table support: it finds its CPUs through ACPI alone.
+	vmm_boot "$log" --kernel "$KERNEL_CLOUD" --initramfs "$INITRD_CLOUD" --cpus 4 --memory 512M \
+		--cmdline "$CMDLINE_BASE vmm.test=info"
+	check_info "$log" 4 512
+}

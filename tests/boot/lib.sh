@@ -1,0 +1,80 @@
+# Helpers for boot-smoke cases (sourced by tests/boot/suite.sh; runs where /dev/kvm works).
+#
+# A case is a file tests/boot/cases/NAME.sh defining functions case_<name>; each
+# calls boot_pass or boot_fail once. Helpers:
+#   vmm_boot LOG ARGS...      run build/vmm with --serial file=LOG and a timeout; sets RC
+#   guest_test NAME LOG ARGS  boot the generic kernel + initramfs running /tests/NAME
+#   expect_marker LOG NAME    the guest test NAME ran and ended with rc=0
+#   log_value LOG KEY         the value of a "KEY=value" line the guest printed
+set -u
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${BUILD:-$REPO/build}
+VMM=${VMM:-$BUILD/vmm}
+GUEST=$BUILD/guest
+KERNEL=$GUEST/vmlinuz-generic
+INITRD=$GUEST/initramfs-generic.cpio.gz
+KERNEL_CLOUD=$GUEST/vmlinuz-cloud
+INITRD_CLOUD=$GUEST/initramfs-cloud.cpio.gz
+WORK=$BUILD/boot-work
+RESULTS=$BUILD/boot-results.txt
+# Emulated nested KVM is slow: budgets are generous, verdicts are not.
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
+# quiet: every console byte is a VM exit, and in the nested host exits are dear.
+CMDLINE_BASE="console=ttyS0 quiet panic=-1 reboot=k"
+
+mkdir -p "$WORK"
+CURRENT_CASE=
+CASE_DONE=
+
+boot_pass() {
+	echo "PASS boot:$CURRENT_CASE" >>"$RESULTS"
+	echo "  PASS $CURRENT_CASE${1:+ ($1)}"
+	CASE_DONE=1
+}
+
+boot_fail() {
+	echo "FAIL boot:$CURRENT_CASE: $1" >>"$RESULTS"
+	echo "  FAIL $CURRENT_CASE: $1"
+	if [ -n "${2:-}" ] && [ -f "$2" ]; then
+		echo "  ---- last console lines ($2):"
+		tail -n 15 "$2" | sed 's/^/  | /'
+	fi
+	CASE_DONE=1
+}
+
+vmm_boot() {
+	local log=$1
+	shift
+	rm -f "$log"
+	"$VMM" --serial "file=$log" --timeout "$BOOT_TIMEOUT" "$@" </dev/null >"$log.stderr" 2>&1
+	RC=$?
+	return 0
+}
+
+# guest_test TEST LOG [vmm args...]: the generic kernel running /tests/TEST.
+guest_test() {
+	local name=$1 log=$2
+	shift 2
+	vmm_boot "$log" --kernel "$KERNEL" --initramfs "$INITRD" \
+		--cmdline "$CMDLINE_BASE vmm.test=$name" "$@"
+}
+
+expect_marker() {
+	grep -q "^VMMTEST-END $2 rc=0" "$1"
+}
+
+log_value() {
+	sed -n "s/^$2=//p" "$1" | tr -d '\r' | head -n 1
+}
+
+run_case() {
+	local name=$1 start end
+	CURRENT_CASE=$name
+	CASE_DONE=
+	start=$(date +%s)
+	"case_$name"
+	end=$(date +%s)
+	[ -n "$CASE_DONE" ] || boot_fail "case ended without a verdict"
+	echo "    ($((end - start)) s)"
+}
