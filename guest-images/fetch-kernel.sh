@@ -20,8 +20,17 @@ case $flavour in
 esac
 
 # The versioned package, e.g. linux-image-6.1.0-NN-amd64 (first Depends alternative).
-pkg=$(apt-cache depends --no-recommends --no-suggests "$meta" 2>/dev/null |
-	sed -n 's/^ *|\{0,1\}Depends: *\(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1)
+resolve() {
+	apt-cache depends --no-recommends --no-suggests "$meta" 2>/dev/null |
+		sed -n 's/^ *|\{0,1\}Depends: *\(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1
+}
+pkg=$(resolve)
+if [ -z "$pkg" ] && [ "$(id -u)" -eq 0 ]; then
+	# A machine whose package lists were never fetched.
+	echo "fetch-kernel: $meta unknown to apt; running apt-get update" >&2
+	apt-get update -q >/dev/null 2>&1 || true
+	pkg=$(resolve)
+fi
 if [ -z "$pkg" ]; then
 	echo "fetch-kernel: cannot resolve the kernel package behind $meta" >&2
 	echo "fetch-kernel: is the package index there? try: apt-get update" >&2
