@@ -717,6 +717,9 @@ static void test_cross_process(void **state)
 		ring_close(p);
 		_exit(x.err ? 11 : 0);
 	}
+	/* Until the child attaches, a waiting consumer is told "no peer". */
+	for (int i = 0; i < 10000 && ring_peer_state(c) == RING_PEER_ABSENT; i++)
+		usleep(1000);
 	consume_all(c, STREAM_MSGS);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
