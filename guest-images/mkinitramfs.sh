@@ -15,7 +15,7 @@
 # same inputs give the same bytes.
 set -euo pipefail
 
-kernel= modules= init= out=
+kernel='' modules='' init='' out=''
 extra_files=() extra_dirs=()
 while [ $# -gt 0 ]; do
 	case $1 in

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2054  # commas inside QEMU options are not array separators
 # Runs a command on a machine with /dev/kvm.
 #
 #   tests/nested/kvm-host.sh [--timeout SECS] [--mem SIZE] [--cpus N] [--tty] -- CMD [ARGS...]
@@ -34,7 +35,7 @@ set -uo pipefail
 prog=kvm-host
 timeout_s=1800 mem=8G cpus=2 tty=
 usage() {
-	sed -n '3,4p' "$0" | sed 's/^# \{0,1\}//' >&2
+	echo "usage: kvm-host.sh [--timeout SECS] [--mem SIZE] [--cpus N] [--tty] -- CMD [ARGS...]" >&2
 	exit 125
 }
 while [ $# -gt 0 ]; do
@@ -106,7 +107,7 @@ case $tmp in *[[:space:]]*) echo "$prog: temporary folder '$tmp' has spaces" >&2
 	printf '\n'
 } >"$tmp/cmd.sh"
 
-qemu_pid= saved_stty= cat_pids=()
+qemu_pid='' saved_stty='' cat_pids=()
 cleanup() {
 	[ -n "$qemu_pid" ] && kill -TERM "$qemu_pid" 2>/dev/null
 	[ -n "$saved_stty" ] && stty "$saved_stty" 2>/dev/null
@@ -180,6 +181,9 @@ boot_l1() {
 	(
 		while kill -0 "$qemu_pid" 2>/dev/null; do
 			if grep -q '^up' "$tmp/ctl" 2>/dev/null; then
+				# QEMU's stdio chardev turned output processing back on; the
+				# guest side already sends CR LF, so pass bytes through as they are.
+				[ -n "$tty" ] && stty -opost </dev/tty 2>/dev/null
 				printf "%s: nested KVM host up after %s s${tty:+\r}\n" "$prog" "$(elapsed "$start")" >&2
 				exit 0
 			fi
@@ -224,7 +228,8 @@ boot_l1() {
 }
 
 deadline=$(awk -v n="$(now)" -v t="$timeout_s" 'BEGIN { printf "%.3f", n + t }')
-echo "$prog: no usable /dev/kvm here: booting the nested KVM host (QEMU TCG, $cpus CPUs, $mem)" >&2
+# (run-vmm.sh has already said why in tty mode.)
+[ -n "$tty" ] || echo "$prog: no usable /dev/kvm here: booting the nested KVM host (QEMU TCG, $cpus CPUs, $mem)" >&2
 attempt_rc=-1
 boot_l1 "${KVM_HOST_TEST_FAIL_ONCE:+1}" "$deadline"
 if [ "$attempt_rc" -eq -1 ]; then

@@ -3,13 +3,13 @@
 # the nested host (KVM_HOST_FORCE_NESTED=1), even where /dev/kvm works.
 # Checks: exit status, stdout/stderr kept apart and intact, argv quoting, cwd,
 # environment passing, the read-write build/ share and the read-only root,
-# a working /dev/kvm in L1, the retry after a dead L1, the timeout, and bad
-# arguments. One "PASS|FAIL nested:selftest:CASE" line per case, also appended
+# a working /dev/kvm in L1, the retry after a dead L1, the timeout, the
+# interactive mode on a pseudo-terminal, and bad arguments. One "PASS|FAIL nested:selftest:CASE" line per case, also appended
 # to $RESULTS (default build/results.txt); ends with "N passed, N failed".
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-cd "$repo"
+cd "$repo" || exit 1
 RESULTS=${RESULTS:-build/results.txt}
 mkdir -p build/nested "$(dirname "$RESULTS")"
 export KVM_HOST_FORCE_NESTED=1
@@ -71,7 +71,23 @@ check timeout-status "$([ $rc -eq 124 ]; echo $?)" "rc=$rc, want 124"
 check timeout-prompt "$([ $((SECONDS - start)) -lt 60 ]; echo $?)" "took $((SECONDS - start)) s"
 check timeout-message "$(grep -q 'timed out after 5 s' "$work/err"; echo $?)"
 
-# 4. Bad arguments fail fast with 125, before any boot.
+# 4. Interactive mode (run-vmm.sh) on a pseudo-terminal: the command gets a
+# controlling tty of the same size, its status comes back, the terminal is restored.
+if command -v script >/dev/null; then
+	script -qfec "stty rows 21 cols 93 -echoctl; stty -g >'$work/stty-before';
+		'$here/run-vmm.sh' sh -c 'tty; stty size; [ -t 0 ] && ps -o tty= -p \$\$; exit 4';
+		echo host-rc=\$?; stty -g >'$work/stty-after'" /dev/null </dev/null >"$work/tty-out" 2>&1
+	tr -d '\r' <"$work/tty-out" >"$work/tty-clean"
+	check tty-stdin "$(has_line "$work/tty-clean" /dev/hvc0; echo $?)"
+	check tty-controlling "$(grep -qx ' *hvc0 *' "$work/tty-clean"; echo $?)"
+	check tty-size "$(has_line "$work/tty-clean" '21 93'; echo $?)"
+	check tty-status "$(has_line "$work/tty-clean" host-rc=4; echo $?)" "$(grep host-rc "$work/tty-clean")"
+	check tty-restored "$(cmp -s "$work/stty-before" "$work/stty-after"; echo $?)"
+else
+	echo "selftest: no 'script' here: interactive mode not tested"
+fi
+
+# 5. Bad arguments fail fast with 125, before any boot.
 "$host" --timeout abc -- true >/dev/null 2>&1; rc=$?
 check bad-timeout "$([ $rc -eq 125 ]; echo $?)" "rc=$rc"
 KVM_HOST_ENV='BAD-NAME' "$host" -- true >/dev/null 2>&1; rc=$?
