@@ -1,8 +1,10 @@
 /* Every virtio device kind the command line knows, in --help order. NULL-terminated. */
 #include <stddef.h>
 
+#include "devices/virtio_blk.h"
 #include "devices/virtio_kinds.h"
 
 const struct virtio_dev_kind *const virtio_dev_kinds[] = {
+	&virtio_blk_kind,
 	NULL,
 };
