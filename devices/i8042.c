@@ -43,7 +43,7 @@ static void i8042_command(struct i8042 *k, uint8_t cmd)
 	case I8042_CMD_RESET:
 		/* Pulse the CPU reset line: the guest asked to reboot. */
 		if (k->vm)
-			vm_request_exit(k->vm, VMM_EXIT_OK, "guest rebooted");
+			platform_guest_reset(k->vm);
 		break;
 	default:
 		break; /* port enables/disables and the rest change nothing we model */
@@ -72,7 +72,7 @@ void i8042_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool i
 		if (k->pending_cmd == I8042_CMD_WRITE_CTR)
 			k->ctr = data[0];
 		else if (k->pending_cmd == I8042_CMD_WRITE_OUT && !(data[0] & 1) && k->vm)
-			vm_request_exit(k->vm, VMM_EXIT_OK, "guest rebooted"); /* bit 0 low: reset */
+			platform_guest_reset(k->vm); /* bit 0 low: reset */
 		k->pending_cmd = 0;
 	}
 }

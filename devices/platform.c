@@ -16,12 +16,55 @@ struct platform {
 	struct rtc rtc;
 	struct acpi_pm pm;
 	int serial_fd;       /* the --serial file we opened, or -1 */
+	char panic_line[160];/* set once the guest printed "Kernel panic - not syncing" */
 	bool serial_ready;
 };
 
 static struct platform *platform_of(struct vm *vm)
 {
 	return (struct platform *)vm->platform;
+}
+
+/*
+ * A kernel panic is recognised by the line every Linux panic prints, so it
+ * works for any kernel with a serial console and no guest driver. The end
+ * marker follows the backtrace; waiting for it keeps the whole report.
+ */
+static void serial_line(void *opaque, const char *line)
+{
+	struct vm *vm = opaque;
+	struct platform *p = platform_of(vm);
+	const char *at;
+
+	if (!p->panic_line[0]) {
+		at = strstr(line, "Kernel panic - not syncing");
+		if (at)
+			snprintf(p->panic_line, sizeof(p->panic_line), "%s", at);
+		return;
+	}
+	if (strstr(line, "---[ end Kernel panic"))
+		vm_request_exit(vm, VMM_EXIT_PANIC, "guest kernel panic: %s", p->panic_line);
+}
+
+bool platform_guest_panicked(struct vm *vm, char *line, size_t len)
+{
+	struct platform *p = platform_of(vm);
+
+	if (!p || !p->panic_line[0])
+		return false;
+	snprintf(line, len, "%s", p->panic_line);
+	return true;
+}
+
+void platform_guest_reset(struct vm *vm)
+{
+	char line[160];
+
+	/* panic=N reboots after a panic: that reboot is the panic's verdict, not a clean one. */
+	if (platform_guest_panicked(vm, line, sizeof(line)))
+		vm_request_exit(vm, VMM_EXIT_PANIC, "guest kernel panic: %s", line);
+	else
+		vm_request_exit(vm, VMM_EXIT_OK, "guest rebooted");
 }
 
 static void serial_irq(void *opaque, int level)
@@ -93,6 +136,8 @@ int platform_devices_init(struct vm *vm)
 	if (ret)
 		return ret;
 	p->serial_ready = true;
+	p->serial.line_fn = serial_line;
+	p->serial.line_opaque = vm;
 	vm->serial = &p->serial;
 
 	for (size_t i = 0; i < ARRAY_SIZE(ranges); i++) {

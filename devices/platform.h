@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vmm/util.h"
@@ -12,6 +13,10 @@ struct vm;
 
 int platform_devices_init(struct vm *vm) WUR;
 void platform_devices_destroy(struct vm *vm);
+/* The guest reset its CPUs (reboot, or the reboot after a panic): end the VM with the right status. */
+void platform_guest_reset(struct vm *vm);
+/* Whether the guest printed a kernel panic; if so, copy the panic line. */
+bool platform_guest_panicked(struct vm *vm, char *line, size_t len);
 
 /* Device I/O handlers, exposed for unit tests. */
 void i8042_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool is_write);

@@ -91,6 +91,8 @@ static void serial_remember(struct serial *s, uint8_t c)
 		if (s->tail_len)
 			memcpy(s->last_line, s->tail, s->tail_len + 1);
 		s->tail_len = 0;
+		if (s->line_fn)
+			s->line_fn(s->line_opaque, s->last_line);
 		return;
 	}
 	if (c == '\r')

@@ -11,6 +11,8 @@
 #define SERIAL_TAIL_SIZE 256
 
 typedef void (*serial_irq_fn)(void *opaque, int level);
+/* Called with each complete line the guest prints (without CR/LF), under the UART lock. */
+typedef void (*serial_line_fn)(void *opaque, const char *line);
 
 struct serial {
 	pthread_mutex_t lock;
@@ -28,6 +30,8 @@ struct serial {
 	char tail[SERIAL_TAIL_SIZE]; /* the last line the guest printed, for error messages */
 	size_t tail_len;
 	char last_line[SERIAL_TAIL_SIZE];
+	serial_line_fn line_fn;
+	void *line_opaque;
 };
 
 int serial_init(struct serial *s, int out_fd, serial_irq_fn set_irq, void *opaque);

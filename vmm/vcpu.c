@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "arch/x86_64/vcpu.h"
+#include "devices/platform.h"
 #include "vmm/vm.h"
 
 /* The kick: a real-time signal whose handler does nothing; its only job is EINTR. */
@@ -123,7 +124,7 @@ static bool handle_exit(struct vcpu *v)
 			vm_request_exit(v->vm, VMM_EXIT_OK, "%s", "");
 			break;
 		case KVM_SYSTEM_EVENT_RESET:
-			vm_request_exit(v->vm, VMM_EXIT_OK, "guest rebooted");
+			platform_guest_reset(v->vm);
 			break;
 		case KVM_SYSTEM_EVENT_CRASH:
 			vm_request_exit(v->vm, VMM_EXIT_PANIC, "guest reported a crash");

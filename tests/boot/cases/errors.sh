@@ -25,7 +25,7 @@ case_bad_input() {
 	local cut=$WORK/cut-bzImage
 	head -c 300000 "$KERNEL" >"$cut"
 	expect_usage_error "--kernel $WORK/missing: No such file" --kernel "$WORK/missing" || return
-	expect_usage_error "not a bzImage" --kernel /etc/hostname || return
+	expect_usage_error "not a bzImage" --kernel /bin/sh || return
 	expect_usage_error "truncated" --kernel "$cut" || return
 	expect_usage_error "not a regular file" --kernel "$WORK" || return
 	expect_usage_error "--initramfs $WORK/nope" --kernel "$KERNEL" --initramfs "$WORK/nope" || return
