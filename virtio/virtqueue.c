@@ -77,11 +77,12 @@ static inline uint8_t *avail_event_ptr(const struct virtq *vq)
 	return vq->used + USED_RING_OFF + (size_t)vq->size * sizeof(struct virtq_used_elem);
 }
 
-static void virtq_fail(struct virtq *vq, int err, const char *why, uint16_t head)
+/* index: the head, or the offending avail idx for -EPROTO / -ENOSPC. */
+static void virtq_fail(struct virtq *vq, int err, const char *why, uint16_t index)
 {
 	vq->broken = true;
 	vq->error = err;
-	pr_guest_err("virtq %s: broken: %s (head %u, avail %u)", vq->name, why, head,
+	pr_guest_err("virtq %s: broken: %s (index %u, last_avail_idx %u)", vq->name, why, index,
 		     vq->last_avail_idx);
 	if (vq->on_error)
 		vq->on_error(vq, err, vq->on_error_opaque);
