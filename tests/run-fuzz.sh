@@ -27,6 +27,9 @@ max_len=${FUZZ_MAX_LEN:-4096}
 mkdir -p "$(dirname "$RESULTS")" "$artifacts"
 artifacts=$(cd "$artifacts" && pwd)
 
+tmproot=$(mktemp -d "${TMPDIR:-/tmp}/run-fuzz.XXXXXX")
+trap 'rm -rf "$tmproot"' EXIT
+
 status=0
 for bin in "$@"; do
 	name=$(basename "$bin")
@@ -38,7 +41,7 @@ for bin in "$@"; do
 		continue
 	fi
 
-	work=$(mktemp -d "${TMPDIR:-/tmp}/fuzz-$short.XXXXXX")
+	work=$tmproot/$short
 	mkdir -p "$work/corpus"
 	if [ -d "$root/tests/fuzz/corpus/$short" ]; then
 		cp -R "$root/tests/fuzz/corpus/$short/." "$work/corpus/"
