@@ -9,4 +9,9 @@ if [ -x "$BUILD/bench/channel" ]; then
 	"$BUILD/bench/channel" || status=1
 fi
 
+# Guest benchmarks need /dev/kvm: run them in the nested KVM host if there is none.
+if [ -x "$BUILD/vmm" ]; then
+	tests/nested/kvm-host.sh -- bench/boot.sh || status=1
+fi
+
 exit $status

@@ -25,6 +25,9 @@ fi
 stage "host checks"
 tests/host-checks.sh
 
+stage "nested KVM host self-test"
+tests/nested/selftest.sh
+
 stage "boot-smoke tests"
 tests/boot/run.sh
 

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Boot-to-init time and VMM memory overhead: vmm against QEMU's microvm on the
+# same kernel, initramfs, vCPUs and memory, alternated, RUNS each (default 5).
+# Prints medians and ratios. Needs /dev/kvm: bench/run.sh runs it in the
+# nested KVM host where there is none (emulated: read the ratios, not the times).
+#
+# boot-to-init: from starting the VMM to the guest's init printing its first
+# marker (VMMTEST-BEGIN), seen in the serial log.
+# overhead: the VMM's RssAnon + RssFile at that moment. Guest RAM is shared
+# memory (memfd) for both (QEMU gets memory-backend-memfd), so it is not counted.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+RUNS=${RUNS:-5}
+CPUS=${CPUS:-1}
+MEM=${MEM:-512}
+K=$BUILD/guest/vmlinuz-generic
+I=$BUILD/guest/initramfs-generic.cpio.gz
+W=$BUILD/bench-work
+mkdir -p "$W"
+CMDLINE="console=ttyS0 quiet panic=-1 reboot=k vmm.test=idle"
+
+now_ms() { date +%s%3N; }
+
+# measure NAME CMD...: prints "boot_ms rss_kb"
+measure() {
+	local log=$1
+	shift
+	rm -f "$log"
+	local start pid t=0 rss=0 deadline
+	start=$(now_ms)
+	"$@" </dev/null >/dev/null 2>&1 &
+	pid=$!
+	deadline=$((start + 600000))
+	while kill -0 "$pid" 2>/dev/null && [ "$(now_ms)" -lt "$deadline" ]; do
+		if grep -q VMMTEST-BEGIN "$log" 2>/dev/null; then
+			t=$(($(now_ms) - start))
+			rss=$(awk '/^RssAnon|^RssFile/ { s += $2 } END { print s }' "/proc/$pid/status" 2>/dev/null)
+			break
+		fi
+		sleep 0.01
+	done
+	wait "$pid" 2>/dev/null
+	echo "$t ${rss:-0}"
+}
+
+median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print int((a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
+
+run_vmm() {
+	measure "$W/vmm.log" "$BUILD/vmm" --kernel "$K" --initramfs "$I" --cpus "$CPUS" \
+		--memory "${MEM}M" --cmdline "$CMDLINE" --serial "file=$W/vmm.log" --timeout 600
+}
+
+run_qemu() {
+	measure "$W/qemu.log" qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=on,isa-serial=on \
+		-accel kvm -cpu host -smp "$CPUS" -m "${MEM}M" -nodefaults -no-user-config \
+		-object "memory-backend-memfd,id=ram,size=${MEM}M" -machine memory-backend=ram \
+		-display none -no-reboot -kernel "$K" -initrd "$I" -append "$CMDLINE" \
+		-serial "file:$W/qemu.log"
+}
+
+: >"$W/vmm.txt"
+: >"$W/qemu.txt"
+echo "bench/boot: $RUNS runs each, alternated ($CPUS vCPU, ${MEM} MiB, $(basename "$K"))"
+for i in $(seq 1 "$RUNS"); do
+	run_vmm >>"$W/vmm.txt"
+	run_qemu >>"$W/qemu.txt"
+	printf '  run %d: vmm %s ms, qemu %s ms\n' "$i" "$(tail -n1 "$W/vmm.txt" | cut -d' ' -f1)" \
+		"$(tail -n1 "$W/qemu.txt" | cut -d' ' -f1)"
+done
+vb=$(cut -d' ' -f1 "$W/vmm.txt" | median)
+qb=$(cut -d' ' -f1 "$W/qemu.txt" | median)
+vr=$(cut -d' ' -f2 "$W/vmm.txt" | median)
+qr=$(cut -d' ' -f2 "$W/qemu.txt" | median)
+printf '\n%-28s %12s %16s %8s\n' "" "vmm" "qemu microvm" "ratio"
+printf '%-28s %12s %16s %8s\n' "boot-to-init (median ms)" "$vb" "$qb" \
+	"$(awk -v a="$vb" -v b="$qb" 'BEGIN { if (b) printf "%.2fx", a / b; else print "-" }')"
+printf '%-28s %12s %16s %8s\n' "VMM overhead RSS (median KiB)" "$vr" "$qr" \
+	"$(awk -v a="$vr" -v b="$qr" 'BEGIN { if (b) printf "%.2fx", a / b; else print "-" }')"
+echo "targets: boot-to-init <= 0.80x QEMU microvm; overhead < 5120 KiB"
