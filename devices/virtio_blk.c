@@ -651,9 +651,13 @@ static int open_image(const struct blk_opts *o, int *fdp, uint64_t *bytes, char 
 	}
 	/* Two writers on one image corrupt it; readers may share. */
 	if (flock(fd, (o->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
-		snprintf(err, errlen, "--disk path=%s: image in use by another process (%s)", o->path,
-			 strerror(errno));
-		goto err_close;
+		if (errno == EWOULDBLOCK) {
+			snprintf(err, errlen, "--disk path=%s: image in use by another process",
+				 o->path);
+			goto err_close;
+		}
+		/* Some file systems (9p, some FUSE) cannot lock: go on unprotected. */
+		pr_info("--disk path=%s: cannot lock the image: %s", o->path, strerror(errno));
 	}
 	*fdp = fd;
 	return 0;

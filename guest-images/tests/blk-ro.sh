@@ -1,0 +1,26 @@
+#!/bin/sh
+# A read-only virtio-blk disk: the guest sees it read-only, reads work, and
+# writes fail (the host checks the image is unchanged).
+dev=/dev/vda
+[ -b $dev ] || { echo "blk-ro: no $dev"; exit 1; }
+echo "vda_ro=$(cat /sys/block/vda/ro)"
+echo "vda_sha256=$(dd if=$dev bs=1M count=4 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)"
+if dd if=/dev/zero of=$dev bs=4k count=1 oflag=direct 2>/dev/null; then
+	echo "write=accepted"
+else
+	echo "write=refused"
+fi
+blockdev --setrw $dev 2>/dev/null
+if dd if=/dev/zero of=$dev bs=4k count=1 seek=1 oflag=direct 2>/dev/null; then
+	echo "write_setrw=accepted"
+else
+	echo "write_setrw=refused"
+fi
+mkdir -p /mnt/disk
+if mount -t ext4 -o rw /dev/vda /mnt/disk 2>/dev/null; then
+	echo "mount_rw=accepted"
+	umount /mnt/disk
+else
+	echo "mount_rw=refused"
+fi
+exit 0
