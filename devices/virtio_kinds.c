@@ -5,8 +5,11 @@
 #include "devices/virtio_kinds.h"
 #include "devices/virtio_net.h"
 
+extern const struct virtio_dev_kind virtio_rng_kind;  /* devices/virtio_rng.c */
+
 const struct virtio_dev_kind *const virtio_dev_kinds[] = {
 	&virtio_blk_kind,
 	&virtio_net_kind,
+	&virtio_rng_kind,
 	NULL,
 };

@@ -82,12 +82,23 @@ struct virtio_dev {
 	struct vm *vm;                 /* guest memory: &vm->mem; event loop: vm->loop */
 	char id[32];                   /* "blk0": for messages */
 
-	uint64_t device_features;      /* offered (VERSION_1 is added by the transport) */
+	/* offered; the transport adds VERSION_1, RING_EVENT_IDX and INDIRECT_DESC */
+	uint64_t device_features;
 	uint64_t driver_features;      /* accepted by the driver, valid from activate() on */
 	uint32_t config_size;
 	unsigned num_queues;
 	uint16_t queue_max_size;       /* largest queue size offered, power of two */
+	/* vqs[0 .. num_queues) are set up (virtq_init) by the transport when it adds the device. */
 	struct virtq vqs[VIRTIO_MAX_QUEUES];
+
+	/*
+	 * The device lock, initialised by the transport: held around cfg_read and
+	 * cfg_write. A device changes its config space only between
+	 * virtio_dev_config_begin() and virtio_dev_config_end(), which bump
+	 * config_generation inside the lock so the driver never accepts a torn read.
+	 */
+	pthread_mutex_t cfg_lock;
+	uint32_t config_generation;    /* read and bumped atomically */
 
 	/* Set by the transport: how a device signals the guest. Thread-safe. */
 	void (*signal_used)(struct virtio_dev *vdev, unsigned q);  /* used-buffer interrupt */
@@ -102,6 +113,17 @@ struct virtio_dev {
  * wants it (EVENT_IDX or NO_INTERRUPT honoured). A helper for devices.
  */
 void virtio_dev_complete(struct virtio_dev *vdev, unsigned q, uint16_t head, uint32_t len);
+
+/*
+ * For devices that batch: after any number of virtq_push() calls, publish
+ * them (virtq_flush) and interrupt the guest if the driver wants it.
+ */
+void virtio_dev_flush(struct virtio_dev *vdev, unsigned q);
+
+/* Change the device config space: begin takes cfg_lock; end bumps the
+ * generation, drops the lock and raises the config-change interrupt. */
+void virtio_dev_config_begin(struct virtio_dev *vdev);
+void virtio_dev_config_end(struct virtio_dev *vdev);
 
 /* Whether the driver accepted feature bit `bit`. */
 static inline bool virtio_has_feature(const struct virtio_dev *vdev, unsigned bit)

@@ -126,6 +126,7 @@ struct pci_bus {
 	struct pci_device host_bridge;
 	struct pci_window io, mem32, mem64;
 	struct bus *pio, *mmio;        /* where the bus registered itself */
+	uint64_t ecam_base;
 	bool registered;
 };
 

@@ -18,6 +18,8 @@
 #include "arch/x86_64/vcpu.h"
 #include "channel/evloop.h"
 #include "devices/platform.h"
+#include "virtio/virtio_pci.h"
+#include "vmm/pci.h"
 #include "vmm/vcpu.h"
 
 #define KVM_DEV "/dev/kvm"
@@ -226,6 +228,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	if (ret)
 		goto err;
 	/* PCI host bridge and the virtio devices of cfg->devices: added by the PCI transport. */
+	ret = pci_vm_init(vm);
+	if (!ret)
+		ret = virtio_pci_add_devices(vm);
+	if (ret)
+		goto err;
 	return 0;
 
 err:
@@ -235,6 +242,8 @@ err:
 
 void vm_destroy(struct vm *vm)
 {
+	/* PCI devices first: they use the event loop, guest memory and the VM fd. */
+	pci_vm_destroy(vm);
 	platform_devices_destroy(vm);
 	if (vm->loop)
 		evloop_destroy(vm->loop);

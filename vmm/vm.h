@@ -52,6 +52,8 @@ struct vm_config {
 struct vcpu;
 struct serial;
 struct evloop;
+struct pci_bus;
+struct irq_router;
 
 struct vm {
 	const struct vm_config *cfg;
@@ -83,6 +85,8 @@ struct vm {
 	bool loop_running;
 
 	struct serial *serial;   /* COM1, for console input */
+	struct irq_router *irq;  /* GSI routes, irqfds, ioeventfds (vmm/irq.h) */
+	struct pci_bus *pci;     /* bus 0 and its devices (vmm/pci.h) */
 	void *platform;          /* devices/platform.c's state */
 };
 

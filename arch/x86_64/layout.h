@@ -30,6 +30,8 @@
 #define X86_PCI_MMIO32_SIZE  0x20000000ULL  /* 512 MiB for 32-bit BARs */
 #define X86_PCI_ECAM_BASE    0xe0000000ULL
 #define X86_PCI_ECAM_SIZE    0x100000ULL    /* bus 0 only: 32 devices x 8 functions x 4 KiB */
+#define X86_PCI_IO_BASE      0xc000ULL      /* I/O BARs: 0xc000-0xffff, inside the DSDT's I/O window */
+#define X86_PCI_IO_SIZE      0x4000ULL
 #define X86_IOAPIC_BASE      0xfec00000ULL
 #define X86_LAPIC_BASE       0xfee00000ULL
 

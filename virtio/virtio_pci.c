@@ -1,0 +1,1048 @@
+/*
+ * Modern virtio-pci transport (virtio 1.2, 4.1). See virtio_pci.h for the
+ * BAR layout, the interrupt and kick paths and the locking rules.
+ */
+#include "virtio/virtio_pci.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "channel/evloop.h"
+#include "devices/virtio_kinds.h"
+#include "vmm/irq.h"
+#include "vmm/vm.h"
+
+/* One allocation per command-line device: the transport and the device it carries. */
+struct vpci_owned {
+	struct virtio_pci vp;
+	struct virtio_dev vdev;
+};
+
+static uint64_t get_le(const uint8_t *p, unsigned len)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < len; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static void put_le(uint8_t *p, uint64_t v, unsigned len)
+{
+	for (unsigned i = 0; i < len; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* ---- interrupts ------------------------------------------------------------------ */
+
+/* Caller holds msix_lock. Deliver vector v, or remember it in the PBA while masked. */
+static void msix_fire_locked(struct virtio_pci *vp, uint16_t v)
+{
+	struct virtio_pci_vector *e;
+
+	/* No INTx: with MSI-X off the driver polls the ISR, if it wants anything. */
+	if (!vp->msix_enabled || v >= vp->nvec)
+		return;
+	e = &vp->vec[v];
+	if (vp->msix_masked || (e->ctrl & PCI_MSIX_ENTRY_MASKED)) {
+		vp->pba[v / 64] |= 1ULL << (v % 64);
+		return;
+	}
+	if (!e->routed) {
+		vp->nr_dropped++;
+		pr_guest_err("%s: MSI-X vector %u has no valid message (addr %#x:%#x data %#x); "
+			     "interrupt dropped", vp->name, v, e->addr_hi, e->addr_lo, e->data);
+		return;
+	}
+	notifier_signal(&e->irqfd);
+}
+
+/*
+ * Caller holds msix_lock. Entry v or the function state changed: when the
+ * vector can deliver, make KVM's route match the entry, then flush a pending bit.
+ */
+static void msix_sync_locked(struct virtio_pci *vp, uint16_t v)
+{
+	struct virtio_pci_vector *e = &vp->vec[v];
+	int ret;
+
+	if (!vp->msix_enabled || vp->msix_masked || (e->ctrl & PCI_MSIX_ENTRY_MASKED))
+		return;
+	if (!e->routed || e->routed_lo != e->addr_lo || e->routed_hi != e->addr_hi ||
+	    e->routed_data != e->data) {
+		ret = irq_msi_route(vp->irq, e->gsi, e->addr_lo, e->addr_hi, e->data);
+		e->routed = !ret;
+		if (!ret) {
+			e->routed_lo = e->addr_lo;
+			e->routed_hi = e->addr_hi;
+			e->routed_data = e->data;
+		} else if (ret == -EINVAL) {
+			pr_guest_err("%s: MSI-X vector %u unmasked with an invalid message "
+				     "(addr %#x:%#x data %#x)", vp->name, v, e->addr_hi, e->addr_lo,
+				     e->data);
+		} else {
+			pr_err("%s: routing MSI-X vector %u (GSI %u) failed: %s", vp->name, v,
+			       e->gsi, strerror(-ret));
+		}
+	}
+	if (vp->pba[v / 64] & (1ULL << (v % 64))) {
+		vp->pba[v / 64] &= ~(1ULL << (v % 64));
+		msix_fire_locked(vp, v);
+	}
+}
+
+static void signal_used(struct virtio_dev *vdev, unsigned q)
+{
+	struct virtio_pci *vp = vdev->transport;
+
+	if (q >= vdev->num_queues)
+		return;
+	__atomic_or_fetch(&vp->isr, VIRTIO_PCI_ISR_QUEUE, __ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&vp->msix_lock);
+	msix_fire_locked(vp, vp->queues[q].msix_vector);
+	pthread_mutex_unlock(&vp->msix_lock);
+}
+
+static void signal_config(struct virtio_dev *vdev)
+{
+	struct virtio_pci *vp = vdev->transport;
+
+	__atomic_or_fetch(&vp->isr, VIRTIO_PCI_ISR_CONFIG, __ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&vp->msix_lock);
+	msix_fire_locked(vp, vp->config_vector);
+	pthread_mutex_unlock(&vp->msix_lock);
+}
+
+/* A guest error (any thread): DEVICE_NEEDS_RESET and one config interrupt (2.1.2). */
+static void set_needs_reset(struct virtio_pci *vp)
+{
+	if (!__atomic_exchange_n(&vp->needs_reset, true, __ATOMIC_SEQ_CST))
+		signal_config(vp->vdev);
+}
+
+static void needs_reset(struct virtio_dev *vdev)
+{
+	set_needs_reset(vdev->transport);
+}
+
+/* The virtqueue turned broken; it has logged why. */
+static void vq_error(struct virtq *vq, int err, void *opaque)
+{
+	(void)vq;
+	(void)err;
+	set_needs_reset(opaque);
+}
+
+/* ---- kicks ------------------------------------------------------------------------ */
+
+/* Event loop: the driver kicked (through the ioeventfd, or a trapped write). */
+static void kick_ready(void *opaque, int fd, uint32_t events)
+{
+	struct virtio_pci_queue *pq = opaque;
+	struct virtio_dev *vdev = pq->vp->vdev;
+	struct virtq *vq = &vdev->vqs[pq->index];
+
+	(void)fd;
+	(void)events;
+	notifier_reset(&pq->kick);
+	if (virtq_is_enabled(vq) && !virtq_is_broken(vq))
+		vdev->ops->queue_notify(vdev, pq->index);
+}
+
+/* Caller holds lock. */
+static int watch_queue(struct virtio_pci *vp, unsigned q)
+{
+	struct virtio_pci_queue *pq = &vp->queues[q];
+	int ret;
+
+	if (pq->watch || vp->paused)
+		return 0;
+	ret = evloop_fd_add(vp->loop, notifier_fd(&pq->kick), EPOLLIN, kick_ready, pq, &pq->watch);
+	if (ret)
+		pr_err("%s: watching the kicks of queue %u failed: %s", vp->name, q, strerror(-ret));
+	return ret;
+}
+
+/* Caller holds lock. On return no kick handler runs or will run. */
+static void unwatch_queues(struct virtio_pci *vp)
+{
+	for (unsigned q = 0; q < vp->vdev->num_queues; q++) {
+		evloop_fd_remove(vp->queues[q].watch);
+		vp->queues[q].watch = NULL;
+	}
+}
+
+static void assign_ioeventfds(struct virtio_pci *vp, uint64_t notify_addr, bool assign)
+{
+	for (unsigned q = 0; q < vp->vdev->num_queues; q++) {
+		struct virtio_pci_queue *pq = &vp->queues[q];
+		uint64_t addr = notify_addr + (uint64_t)q * VPCI_NOTIFY_MULTIPLIER;
+		int ret;
+
+		if (!assign) {
+			if (pq->ioeventfd_assigned)
+				irq_ioeventfd_deassign(vp->irq, notifier_fd(&pq->kick), addr, 2, false);
+			pq->ioeventfd_assigned = false;
+			continue;
+		}
+		/* Exactly 2-byte writes (the queue index, 4.1.4.4); others trap and are forwarded. */
+		ret = irq_ioeventfd_assign(vp->irq, notifier_fd(&pq->kick), addr, 2, false);
+		pq->ioeventfd_assigned = !ret;
+		if (ret)
+			pr_guest_err("%s: ioeventfd for queue %u at %#llx failed (%s); kicks will trap",
+				     vp->name, q, (unsigned long long)addr, strerror(-ret));
+	}
+}
+
+/* ---- reset and status ------------------------------------------------------------ */
+
+/* Caller holds lock. Back to the state after creation (4.1.4.3.1: any state). */
+static void reset_locked(struct virtio_pci *vp)
+{
+	struct virtio_dev *vdev = vp->vdev;
+
+	unwatch_queues(vp);
+	vp->live = false;
+	for (unsigned q = 0; q < vdev->num_queues; q++) {
+		virtq_reset(&vdev->vqs[q]);
+		notifier_reset(&vp->queues[q].kick);
+	}
+	if (vdev->ops->reset)
+		vdev->ops->reset(vdev);
+	vp->status = 0;
+	vp->driver_features = 0;
+	vdev->driver_features = 0;
+	vp->dfselect = vp->gfselect = 0;
+	vp->queue_select = 0;
+	pthread_mutex_lock(&vp->msix_lock);
+	vp->config_vector = VIRTIO_MSI_NO_VECTOR;
+	for (unsigned q = 0; q < vdev->num_queues; q++)
+		vp->queues[q].msix_vector = VIRTIO_MSI_NO_VECTOR;
+	pthread_mutex_unlock(&vp->msix_lock);
+	__atomic_store_n(&vp->needs_reset, false, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&vp->isr, 0, __ATOMIC_SEQ_CST);
+}
+
+void virtio_pci_reset(struct virtio_pci *vp)
+{
+	pthread_mutex_lock(&vp->lock);
+	reset_locked(vp);
+	pthread_mutex_unlock(&vp->lock);
+}
+
+static uint8_t status_of(struct virtio_pci *vp)
+{
+	return vp->status |
+	       (__atomic_load_n(&vp->needs_reset, __ATOMIC_SEQ_CST) ? VIRTIO_STATUS_NEEDS_RESET : 0);
+}
+
+/* Caller holds lock. DRIVER_OK: features are final and the enabled queues go live. */
+static void go_live(struct virtio_pci *vp)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	int ret = vdev->ops->activate ? vdev->ops->activate(vdev) : 0;
+
+	if (ret) {
+		pr_guest_err("%s: the device refused to start: %s", vp->name, strerror(-ret));
+		set_needs_reset(vp);
+		return;
+	}
+	for (unsigned q = 0; q < vdev->num_queues; q++) {
+		if (virtq_is_enabled(&vdev->vqs[q]) && watch_queue(vp, q)) {
+			set_needs_reset(vp);
+			return;
+		}
+	}
+	vp->live = true;
+}
+
+/* Caller holds lock. 3.1.1: the driver sets bits in order; a write of 0 resets. */
+static void status_write(struct virtio_pci *vp, uint8_t v)
+{
+	uint8_t cur = vp->status, want, add;
+
+	if (v == 0) {
+		reset_locked(vp);
+		return;
+	}
+	want = v & (uint8_t)~VIRTIO_STATUS_NEEDS_RESET;  /* the device's bit, not the driver's */
+	if (cur & ~want) {
+		pr_guest_err("%s: status %#x clears bits of %#x without a reset; ignored", vp->name,
+			     v, cur);
+		return;
+	}
+	add = want & (uint8_t)~cur;
+	if ((add & VIRTIO_STATUS_FEATURES_OK)) {
+		uint64_t f = vp->driver_features;
+
+		if (!(want & VIRTIO_STATUS_DRIVER) || (f & ~vp->offered) ||
+		    !(f & (1ULL << VIRTIO_F_VERSION_1))) {
+			/* 3.1.1 step 6: the driver re-reads status and sees the refusal. */
+			pr_guest_err("%s: FEATURES_OK refused for features %#llx (offered %#llx)",
+				     vp->name, (unsigned long long)f, (unsigned long long)vp->offered);
+			want &= (uint8_t)~(VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+			add &= (uint8_t)~(VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+		} else {
+			vp->vdev->driver_features = f;
+		}
+	}
+	if ((add & VIRTIO_STATUS_DRIVER_OK) && !(want & VIRTIO_STATUS_FEATURES_OK)) {
+		pr_guest_err("%s: DRIVER_OK without FEATURES_OK; ignored", vp->name);
+		want &= (uint8_t)~VIRTIO_STATUS_DRIVER_OK;
+		add &= (uint8_t)~VIRTIO_STATUS_DRIVER_OK;
+	}
+	vp->status = want;
+	if (add & VIRTIO_STATUS_DRIVER_OK)
+		go_live(vp);
+}
+
+/* ---- common configuration --------------------------------------------------------- */
+
+void virtio_pci_common_read(struct virtio_pci *vp, uint32_t off, uint8_t *data, unsigned len)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	uint8_t b[VIRTIO_PCI_COMMON_SIZE] = { 0 };
+	unsigned qs;
+
+	pthread_mutex_lock(&vp->lock);
+	qs = vp->queue_select;
+	put_le(b + VIRTIO_PCI_COMMON_DFSELECT, vp->dfselect, 4);
+	put_le(b + VIRTIO_PCI_COMMON_DF, vp->dfselect < 2 ? vp->offered >> (32 * vp->dfselect) : 0, 4);
+	put_le(b + VIRTIO_PCI_COMMON_GFSELECT, vp->gfselect, 4);
+	put_le(b + VIRTIO_PCI_COMMON_GF,
+	       vp->gfselect < 2 ? vp->driver_features >> (32 * vp->gfselect) : 0, 4);
+	put_le(b + VIRTIO_PCI_COMMON_NUMQ, vdev->num_queues, 2);
+	b[VIRTIO_PCI_COMMON_STATUS] = status_of(vp);
+	b[VIRTIO_PCI_COMMON_CFGGENERATION] =
+		(uint8_t)__atomic_load_n(&vdev->config_generation, __ATOMIC_SEQ_CST);
+	put_le(b + VIRTIO_PCI_COMMON_Q_SELECT, qs, 2);
+	pthread_mutex_lock(&vp->msix_lock);
+	put_le(b + VIRTIO_PCI_COMMON_MSIX, vp->config_vector, 2);
+	if (qs < vdev->num_queues)
+		put_le(b + VIRTIO_PCI_COMMON_Q_MSIX, vp->queues[qs].msix_vector, 2);
+	pthread_mutex_unlock(&vp->msix_lock);
+	if (qs < vdev->num_queues) {
+		/* A selector past num_queues reads queue_size 0: "not available" (4.1.4.3.1). */
+		const struct virtq *vq = &vdev->vqs[qs];
+
+		put_le(b + VIRTIO_PCI_COMMON_Q_SIZE, vq->size, 2);
+		put_le(b + VIRTIO_PCI_COMMON_Q_ENABLE, virtq_is_enabled(vq), 2);
+		put_le(b + VIRTIO_PCI_COMMON_Q_NOFF, qs, 2);
+		put_le(b + VIRTIO_PCI_COMMON_Q_DESCLO, vq->desc_gpa, 8);
+		put_le(b + VIRTIO_PCI_COMMON_Q_AVAILLO, vq->avail_gpa, 8);
+		put_le(b + VIRTIO_PCI_COMMON_Q_USEDLO, vq->used_gpa, 8);
+	}
+	pthread_mutex_unlock(&vp->lock);
+	for (unsigned i = 0; i < len; i++)
+		data[i] = off + i < sizeof(b) ? b[off + i] : 0;
+}
+
+/* Caller holds lock; q < num_queues. A queue's registers change only while it is disabled. */
+static bool queue_writable(struct virtio_pci *vp, unsigned q, const char *what)
+{
+	if (virtq_is_enabled(&vp->vdev->vqs[q])) {
+		pr_guest_err("%s: %s of enabled queue %u written; ignored", vp->name, what, q);
+		return false;
+	}
+	return true;
+}
+
+static uint16_t checked_vector(struct virtio_pci *vp, uint64_t v)
+{
+	/* 4.1.5.1.2: a vector the device cannot map reads back as NO_VECTOR. */
+	return v < vp->nvec ? (uint16_t)v : VIRTIO_MSI_NO_VECTOR;
+}
+
+static void set_half(uint64_t *field, uint32_t off_in_field, unsigned len, uint64_t v)
+{
+	if (len == 8)
+		*field = v;
+	else if (off_in_field == 0)
+		*field = (*field & 0xffffffff00000000ULL) | (uint32_t)v;
+	else
+		*field = (*field & 0xffffffffULL) | v << 32;
+}
+
+static void queue_enable(struct virtio_pci *vp, unsigned q, uint64_t v)
+{
+	struct virtq *vq = &vp->vdev->vqs[q];
+	int ret;
+
+	if (v != 1) {
+		pr_guest_err("%s: queue_enable %llu for queue %u; only 1 is allowed", vp->name,
+			     (unsigned long long)v, q);
+		return;
+	}
+	if (virtq_is_enabled(vq))
+		return;
+	if (!(vp->status & VIRTIO_STATUS_FEATURES_OK)) {
+		pr_guest_err("%s: queue %u enabled before FEATURES_OK; ignored", vp->name, q);
+		return;
+	}
+	ret = virtq_enable(vq, vp->driver_features);
+	if (ret) {
+		pr_guest_err("%s: queue %u cannot be enabled (size %u, desc %#llx, driver %#llx, "
+			     "device %#llx): %s", vp->name, q, vq->size,
+			     (unsigned long long)vq->desc_gpa, (unsigned long long)vq->avail_gpa,
+			     (unsigned long long)vq->used_gpa, strerror(-ret));
+		set_needs_reset(vp);
+		return;
+	}
+	if (vp->live && watch_queue(vp, q))
+		set_needs_reset(vp);
+}
+
+void virtio_pci_common_write(struct virtio_pci *vp, uint32_t off, const uint8_t *data,
+			     unsigned len)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	uint64_t v = get_le(data, len);
+	unsigned qs;
+	bool width_ok;
+
+	pthread_mutex_lock(&vp->lock);
+	qs = vp->queue_select;
+	switch (off) {
+	case VIRTIO_PCI_COMMON_DFSELECT:
+	case VIRTIO_PCI_COMMON_GFSELECT:
+	case VIRTIO_PCI_COMMON_GF:
+		width_ok = len == 4;
+		break;
+	case VIRTIO_PCI_COMMON_STATUS:
+		width_ok = len == 1;
+		break;
+	case VIRTIO_PCI_COMMON_MSIX:
+	case VIRTIO_PCI_COMMON_Q_SELECT:
+	case VIRTIO_PCI_COMMON_Q_SIZE:
+	case VIRTIO_PCI_COMMON_Q_MSIX:
+	case VIRTIO_PCI_COMMON_Q_ENABLE:
+		width_ok = len == 2;
+		break;
+	case VIRTIO_PCI_COMMON_Q_DESCLO:
+	case VIRTIO_PCI_COMMON_Q_AVAILLO:
+	case VIRTIO_PCI_COMMON_Q_USEDLO:
+		width_ok = len == 4 || len == 8;
+		break;
+	case VIRTIO_PCI_COMMON_Q_DESCHI:
+	case VIRTIO_PCI_COMMON_Q_AVAILHI:
+	case VIRTIO_PCI_COMMON_Q_USEDHI:
+		width_ok = len == 4;
+		break;
+	default:
+		/* Read-only fields, padding and queue_reset (VIRTIO_F_RING_RESET not offered). */
+		pr_guest_err("%s: write of %u bytes to read-only common config offset %#x; ignored",
+			     vp->name, len, off);
+		goto out;
+	}
+	if (!width_ok) {
+		pr_guest_err("%s: %u-byte write to common config offset %#x; wrong width, ignored",
+			     vp->name, len, off);
+		goto out;
+	}
+
+	switch (off) {
+	case VIRTIO_PCI_COMMON_DFSELECT:
+		vp->dfselect = (uint32_t)v;
+		break;
+	case VIRTIO_PCI_COMMON_GFSELECT:
+		vp->gfselect = (uint32_t)v;
+		break;
+	case VIRTIO_PCI_COMMON_GF:
+		if (!(vp->status & VIRTIO_STATUS_DRIVER) || (vp->status & VIRTIO_STATUS_FEATURES_OK)) {
+			pr_guest_err("%s: driver_feature written in status %#x; ignored", vp->name,
+				     vp->status);
+		} else if (vp->gfselect < 2) {
+			set_half(&vp->driver_features, vp->gfselect * 4, 4, v);
+		}
+		break;
+	case VIRTIO_PCI_COMMON_STATUS:
+		status_write(vp, (uint8_t)v);
+		break;
+	case VIRTIO_PCI_COMMON_MSIX:
+		pthread_mutex_lock(&vp->msix_lock);
+		vp->config_vector = checked_vector(vp, v);
+		pthread_mutex_unlock(&vp->msix_lock);
+		break;
+	case VIRTIO_PCI_COMMON_Q_SELECT:
+		vp->queue_select = (uint16_t)v;
+		break;
+	default:
+		if (qs >= vdev->num_queues) {
+			pr_guest_err("%s: queue register %#x written with queue_select %u out of range; "
+				     "ignored", vp->name, off, qs);
+			break;
+		}
+		switch (off) {
+		case VIRTIO_PCI_COMMON_Q_SIZE:
+			if (!queue_writable(vp, qs, "queue_size"))
+				break;
+			if (v == 0 || (v & (v - 1)) || v > vdev->queue_max_size) {
+				pr_guest_err("%s: queue %u size %llu is not a power of two up to %u; "
+					     "ignored", vp->name, qs, (unsigned long long)v,
+					     vdev->queue_max_size);
+				break;
+			}
+			vdev->vqs[qs].size = (uint16_t)v;
+			break;
+		case VIRTIO_PCI_COMMON_Q_MSIX:
+			pthread_mutex_lock(&vp->msix_lock);
+			vp->queues[qs].msix_vector = checked_vector(vp, v);
+			pthread_mutex_unlock(&vp->msix_lock);
+			break;
+		case VIRTIO_PCI_COMMON_Q_ENABLE:
+			queue_enable(vp, qs, v);
+			break;
+		case VIRTIO_PCI_COMMON_Q_DESCLO:
+		case VIRTIO_PCI_COMMON_Q_DESCHI:
+			if (queue_writable(vp, qs, "queue_desc"))
+				set_half(&vdev->vqs[qs].desc_gpa, off - VIRTIO_PCI_COMMON_Q_DESCLO, len, v);
+			break;
+		case VIRTIO_PCI_COMMON_Q_AVAILLO:
+		case VIRTIO_PCI_COMMON_Q_AVAILHI:
+			if (queue_writable(vp, qs, "queue_driver"))
+				set_half(&vdev->vqs[qs].avail_gpa, off - VIRTIO_PCI_COMMON_Q_AVAILLO, len,
+					 v);
+			break;
+		case VIRTIO_PCI_COMMON_Q_USEDLO:
+		case VIRTIO_PCI_COMMON_Q_USEDHI:
+			if (queue_writable(vp, qs, "queue_device"))
+				set_half(&vdev->vqs[qs].used_gpa, off - VIRTIO_PCI_COMMON_Q_USEDLO, len, v);
+			break;
+		}
+		break;
+	}
+out:
+	pthread_mutex_unlock(&vp->lock);
+}
+
+/* ---- the other regions ----------------------------------------------------------- */
+
+static void device_cfg_io(struct virtio_pci *vp, uint32_t off, uint8_t *data, unsigned len,
+			  bool is_write)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	bool inside = off < vdev->config_size && len <= vdev->config_size - off;
+
+	if (!inside) {
+		if (!is_write)
+			memset(data, 0, len);
+		else
+			pr_guest_err("%s: device config write at %#x+%u beyond its %u bytes; ignored",
+				     vp->name, off, len, vdev->config_size);
+		return;
+	}
+	pthread_mutex_lock(&vdev->cfg_lock);
+	if (!is_write) {
+		memset(data, 0, len);
+		if (vdev->ops->cfg_read)
+			vdev->ops->cfg_read(vdev, off, data, len);
+	} else if (vdev->ops->cfg_write) {
+		vdev->ops->cfg_write(vdev, off, data, len);
+	}
+	pthread_mutex_unlock(&vdev->cfg_lock);
+}
+
+static void msix_bar_io(struct virtio_pci *vp, uint64_t off, uint8_t *data, unsigned len,
+			bool is_write)
+{
+	uint64_t table_end = VPCI_MSIX_TABLE + (uint64_t)vp->nvec * PCI_MSIX_ENTRY_SIZE;
+	uint64_t pba_end = VPCI_MSIX_PBA + ALIGN_UP((uint64_t)vp->nvec, 64) / 8;
+
+	/* PCI 3.0 6.8.2: DWORD or aligned QWORD accesses only. */
+	if ((len != 4 && len != 8) || off % len) {
+		pr_guest_err("%s: %u-byte MSI-X access at %#llx; ignored", vp->name, len,
+			     (unsigned long long)off);
+		if (!is_write)
+			memset(data, 0, len);
+		return;
+	}
+	pthread_mutex_lock(&vp->msix_lock);
+	for (unsigned i = 0; i < len; i += 4, off += 4) {
+		if (off < table_end) {  /* the table starts at 0 */
+			uint16_t v = (uint16_t)((off - VPCI_MSIX_TABLE) / PCI_MSIX_ENTRY_SIZE);
+			struct virtio_pci_vector *e = &vp->vec[v];
+			uint32_t *field[4] = { &e->addr_lo, &e->addr_hi, &e->data, &e->ctrl };
+			unsigned f = (unsigned)(off % PCI_MSIX_ENTRY_SIZE) / 4;
+
+			if (!is_write) {
+				put_le(data + i, *field[f], 4);
+				continue;
+			}
+			*field[f] = (uint32_t)get_le(data + i, 4);
+			if (f == 3)
+				e->ctrl &= PCI_MSIX_ENTRY_MASKED;  /* the rest is reserved */
+			msix_sync_locked(vp, v);
+		} else if (off >= VPCI_MSIX_PBA && off < pba_end) {
+			if (!is_write)
+				put_le(data + i, vp->pba[(off - VPCI_MSIX_PBA) / 8] >>
+						 (32 * ((off - VPCI_MSIX_PBA) / 4 % 2)), 4);
+		} else if (!is_write) {
+			memset(data + i, 0, 4);
+		}
+	}
+	pthread_mutex_unlock(&vp->msix_lock);
+}
+
+static void vpci_bar_io(struct pci_device *d, unsigned bar, uint64_t off, uint8_t *data,
+			unsigned len, bool is_write)
+{
+	struct virtio_pci *vp = d->opaque;
+	uint32_t region = (uint32_t)(off & ~0xfffULL), in = (uint32_t)(off & 0xfff);
+
+	if (bar == VPCI_MSIX_BAR) {
+		msix_bar_io(vp, off, data, len, is_write);
+		return;
+	}
+	if (bar != VPCI_BAR || in + len > 0x1000) {
+		if (!is_write)
+			memset(data, 0, len);
+		return;
+	}
+	switch (region) {
+	case VPCI_COMMON:
+		if (is_write)
+			virtio_pci_common_write(vp, in, data, len);
+		else
+			virtio_pci_common_read(vp, in, data, len);
+		break;
+	case VPCI_ISR:
+		/* Reading the ISR clears it (4.1.4.5). */
+		if (!is_write) {
+			memset(data, 0, len);
+			if (in == 0)
+				data[0] = __atomic_exchange_n(&vp->isr, 0, __ATOMIC_SEQ_CST);
+		}
+		break;
+	case VPCI_DEVICE:
+		device_cfg_io(vp, in, data, len, is_write);
+		break;
+	case VPCI_NOTIFY:
+		/* Only widths the ioeventfd does not catch get here. */
+		if (!is_write) {
+			memset(data, 0, len);
+		} else if (in % VPCI_NOTIFY_MULTIPLIER == 0 &&
+			   in / VPCI_NOTIFY_MULTIPLIER < vp->vdev->num_queues) {
+			notifier_signal(&vp->queues[in / VPCI_NOTIFY_MULTIPLIER].kick);
+		} else {
+			pr_guest_err("%s: notify write at %#x matches no queue; ignored", vp->name, in);
+		}
+		break;
+	default:
+		if (!is_write)
+			memset(data, 0, len);
+		break;
+	}
+}
+
+/* ---- PCI configuration hooks ------------------------------------------------------- */
+
+/* The VIRTIO_PCI_CAP_PCI_CFG window (4.1.4.9): a BAR access through config space. */
+static bool cfg_window(struct virtio_pci *vp, unsigned *bar, uint32_t *off, uint32_t *len)
+{
+	const struct pci_device *d = &vp->pci;
+	unsigned c = vp->cfg_cap;
+
+	*bar = d->cfg[c + offsetof(struct virtio_pci_cap, bar)];
+	*off = pci_cfg_get32(d, c + offsetof(struct virtio_pci_cap, offset));
+	*len = pci_cfg_get32(d, c + offsetof(struct virtio_pci_cap, length));
+	if ((*len != 1 && *len != 2 && *len != 4) || *off % *len)
+		return false;
+	if (*bar == VPCI_BAR)
+		return *off <= VPCI_BAR_SIZE - *len;
+	if (*bar == VPCI_MSIX_BAR)
+		return *off <= VPCI_MSIX_BAR_SIZE - *len;
+	return false;
+}
+
+static bool touches_cfg_data(struct virtio_pci *vp, uint32_t off, uint32_t len)
+{
+	uint32_t start = vp->cfg_cap + offsetof(struct virtio_pci_cfg_cap, pci_cfg_data);
+
+	return vp->cfg_cap && off < start + 4 && start < off + len;
+}
+
+static void vpci_cfg_read(struct pci_device *d, uint32_t off, uint32_t len)
+{
+	struct virtio_pci *vp = d->opaque;
+	uint8_t *window = &d->cfg[vp->cfg_cap + offsetof(struct virtio_pci_cfg_cap, pci_cfg_data)];
+	uint32_t boff, blen;
+	unsigned bar;
+
+	if (!touches_cfg_data(vp, off, len))
+		return;
+	memset(window, 0, 4);
+	if (cfg_window(vp, &bar, &boff, &blen))
+		vpci_bar_io(d, bar, boff, window, blen, false);
+}
+
+static void vpci_cfg_write(struct pci_device *d, uint32_t off, uint32_t len)
+{
+	struct virtio_pci *vp = d->opaque;
+	uint32_t ctrl_off = vp->msix_cap + 2, boff, blen;
+	unsigned bar;
+
+	if (off < ctrl_off + 2 && ctrl_off < off + len) {
+		uint16_t ctrl = pci_cfg_get16(d, ctrl_off);
+
+		pthread_mutex_lock(&vp->msix_lock);
+		vp->msix_enabled = ctrl & PCI_MSIX_CTRL_ENABLE;
+		vp->msix_masked = ctrl & PCI_MSIX_CTRL_MASKALL;
+		for (uint16_t v = 0; v < vp->nvec; v++)
+			msix_sync_locked(vp, v);
+		pthread_mutex_unlock(&vp->msix_lock);
+	}
+	if (touches_cfg_data(vp, off, len) && cfg_window(vp, &bar, &boff, &blen))
+		vpci_bar_io(d, bar, boff,
+			    &d->cfg[vp->cfg_cap + offsetof(struct virtio_pci_cfg_cap, pci_cfg_data)],
+			    blen, true);
+}
+
+/* BAR 2 moved or stopped decoding: the ioeventfds follow the notify region. */
+static void vpci_bar_remap(struct pci_device *d, unsigned bar, uint64_t old_addr,
+			   uint64_t new_addr)
+{
+	struct virtio_pci *vp = d->opaque;
+
+	(void)old_addr;
+	if (bar != VPCI_BAR)
+		return;
+	if (vp->notify_addr)
+		assign_ioeventfds(vp, vp->notify_addr, false);
+	vp->notify_addr = new_addr ? new_addr + VPCI_NOTIFY : 0;
+	if (vp->notify_addr)
+		assign_ioeventfds(vp, vp->notify_addr, true);
+}
+
+static void vpci_destroy(struct pci_device *d)
+{
+	struct virtio_pci *vp = d->opaque;
+	bool owned = vp->allocated;
+
+	virtio_pci_uninit(vp);
+	if (owned)
+		free((struct vpci_owned *)vp);
+}
+
+static const struct pci_device_ops vpci_ops = {
+	.bar_io = vpci_bar_io,
+	.cfg_read = vpci_cfg_read,
+	.cfg_write = vpci_cfg_write,
+	.bar_remap = vpci_bar_remap,
+	.destroy = vpci_destroy,
+};
+
+/* ---- setup -------------------------------------------------------------------------- */
+
+static uint32_t class_of(uint16_t device_id)
+{
+	switch (device_id) {
+	case VIRTIO_ID_NET:
+		return 0x020000;   /* network controller, Ethernet */
+	case VIRTIO_ID_BLOCK:
+		return 0x018000;   /* mass storage, other */
+	default:
+		return 0xff0000;   /* unassigned class */
+	}
+}
+
+static int add_caps(struct virtio_pci *vp)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	struct pci_device *d = &vp->pci;
+	uint8_t msix[10];
+	struct virtio_pci_cap common = {
+		.cap_len = sizeof(struct virtio_pci_cap), .cfg_type = VIRTIO_PCI_CAP_COMMON_CFG,
+		.bar = VPCI_BAR, .offset = cpu_to_le32(VPCI_COMMON),
+		.length = cpu_to_le32(VIRTIO_PCI_COMMON_SIZE),
+	};
+	struct virtio_pci_notify_cap notify = {
+		.cap = { .cap_len = sizeof(struct virtio_pci_notify_cap),
+			 .cfg_type = VIRTIO_PCI_CAP_NOTIFY_CFG, .bar = VPCI_BAR,
+			 .offset = cpu_to_le32(VPCI_NOTIFY),
+			 .length = cpu_to_le32(vdev->num_queues * VPCI_NOTIFY_MULTIPLIER) },
+		.notify_off_multiplier = cpu_to_le32(VPCI_NOTIFY_MULTIPLIER),
+	};
+	struct virtio_pci_cap isr = {
+		.cap_len = sizeof(struct virtio_pci_cap), .cfg_type = VIRTIO_PCI_CAP_ISR_CFG,
+		.bar = VPCI_BAR, .offset = cpu_to_le32(VPCI_ISR), .length = cpu_to_le32(1),
+	};
+	struct virtio_pci_cap device = {
+		.cap_len = sizeof(struct virtio_pci_cap), .cfg_type = VIRTIO_PCI_CAP_DEVICE_CFG,
+		.bar = VPCI_BAR, .offset = cpu_to_le32(VPCI_DEVICE),
+		.length = cpu_to_le32(vdev->config_size),
+	};
+	struct virtio_pci_cfg_cap pcicfg = {
+		.cap = { .cap_len = sizeof(struct virtio_pci_cfg_cap),
+			 .cfg_type = VIRTIO_PCI_CAP_PCI_CFG },
+	};
+	int off;
+
+	/* MSI-X: control (table size - 1), table offset|BIR, PBA offset|BIR. */
+	put_le(msix, vp->nvec - 1, 2);
+	put_le(msix + 2, VPCI_MSIX_TABLE | VPCI_MSIX_BAR, 4);
+	put_le(msix + 6, VPCI_MSIX_PBA | VPCI_MSIX_BAR, 4);
+	off = pci_device_add_cap(d, PCI_CAP_ID_MSIX, msix, sizeof(msix));
+	if (off < 0)
+		return off;
+	vp->msix_cap = (uint8_t)off;
+	pci_device_set_wmask(d, off + 2, 2, PCI_MSIX_CTRL_ENABLE | PCI_MSIX_CTRL_MASKALL);
+
+#define ADD_VIRTIO_CAP(c)                                                                    \
+	do {                                                                                 \
+		off = pci_device_add_cap(d, PCI_CAP_ID_VNDR, (const uint8_t *)&(c) + 2,        \
+					 sizeof(c) - 2);                                     \
+		if (off < 0)                                                                 \
+			return off;                                                          \
+	} while (0)
+	ADD_VIRTIO_CAP(common);
+	ADD_VIRTIO_CAP(notify);
+	ADD_VIRTIO_CAP(isr);
+	if (vdev->config_size)
+		ADD_VIRTIO_CAP(device);
+	ADD_VIRTIO_CAP(pcicfg);
+#undef ADD_VIRTIO_CAP
+	vp->cfg_cap = (uint8_t)off;
+	pci_device_set_wmask(d, off + offsetof(struct virtio_pci_cap, bar), 1, 0xff);
+	pci_device_set_wmask(d, off + offsetof(struct virtio_pci_cap, offset), 4, 0xffffffff);
+	pci_device_set_wmask(d, off + offsetof(struct virtio_pci_cap, length), 4, 0xffffffff);
+	pci_device_set_wmask(d, off + offsetof(struct virtio_pci_cfg_cap, pci_cfg_data), 4,
+			     0xffffffff);
+	return 0;
+}
+
+static int check_device(const struct virtio_dev *vdev)
+{
+	if (!vdev->ops || !vdev->ops->queue_notify || !vdev->vm)
+		return -EINVAL;
+	if (vdev->num_queues == 0 || vdev->num_queues > VIRTIO_MAX_QUEUES)
+		return -EINVAL;
+	if (!vdev->queue_max_size || (vdev->queue_max_size & (vdev->queue_max_size - 1)) ||
+	    vdev->queue_max_size > VIRTQ_MAX_SIZE)
+		return -EINVAL;
+	if (vdev->config_size > VPCI_DEVICE_CFG_MAX)
+		return -EINVAL;
+	return 0;
+}
+
+int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, struct pci_bus *pb,
+		    struct irq_router *irq, struct evloop *loop)
+{
+	unsigned q, v = 0;
+	int ret;
+
+	memset(vp, 0, sizeof(*vp));
+	vp->vdev = vdev;
+	vp->irq = irq;
+	vp->loop = loop;
+	snprintf(vp->name, sizeof(vp->name), "%s", vdev->id[0] ? vdev->id : "virtio");
+	ret = check_device(vdev);
+	if (ret) {
+		pr_err("%s: the device describes itself inconsistently (queues %u, size %u, config %u)",
+		       vp->name, vdev->num_queues, vdev->queue_max_size, vdev->config_size);
+		return ret;
+	}
+	vp->offered = vdev->device_features | 1ULL << VIRTIO_F_VERSION_1 |
+		      1ULL << VIRTIO_F_EVENT_IDX | 1ULL << VIRTIO_F_INDIRECT_DESC;
+	vp->config_vector = VIRTIO_MSI_NO_VECTOR;
+	vp->nvec = vdev->num_queues + 1;
+	pthread_mutex_init(&vp->lock, NULL);
+	pthread_mutex_init(&vp->msix_lock, NULL);
+	pthread_mutex_init(&vdev->cfg_lock, NULL);
+	vdev->transport = vp;
+	vdev->signal_used = signal_used;
+	vdev->signal_config = signal_config;
+	vdev->needs_reset = needs_reset;
+
+	for (q = 0; q < vdev->num_queues; q++) {
+		struct virtio_pci_queue *pq = &vp->queues[q];
+		char qname[64];
+
+		pq->vp = vp;
+		pq->index = q;
+		pq->msix_vector = VIRTIO_MSI_NO_VECTOR;
+		snprintf(qname, sizeof(qname), "%.40s.q%u", vp->name, q);
+		ret = virtq_init(&vdev->vqs[q], &vdev->vm->mem, qname, vdev->queue_max_size);
+		if (!ret)
+			ret = notifier_init(&pq->kick, NOTIFIER_COUNTER);
+		if (ret)
+			goto err_queues;
+		vdev->vqs[q].on_error = vq_error;
+		vdev->vqs[q].on_error_opaque = vp;
+	}
+	for (v = 0; v < vp->nvec; v++) {
+		struct virtio_pci_vector *e = &vp->vec[v];
+
+		e->ctrl = PCI_MSIX_ENTRY_MASKED;   /* the reset state of a table entry */
+		ret = irq_msi_alloc(irq, &e->gsi);
+		if (ret)
+			goto err_vectors;
+		ret = notifier_init(&e->irqfd, NOTIFIER_COUNTER);
+		if (ret) {
+			irq_msi_free(irq, e->gsi);
+			goto err_vectors;
+		}
+		ret = irq_irqfd_assign(irq, notifier_fd(&e->irqfd), e->gsi);
+		if (ret) {
+			notifier_destroy(&e->irqfd);
+			irq_msi_free(irq, e->gsi);
+			goto err_vectors;
+		}
+		e->irqfd_assigned = true;
+	}
+
+	pci_device_init(&vp->pci, vp->name, VIRTIO_PCI_VENDOR,
+			VIRTIO_PCI_DEVICE_BASE + vdev->ops->device_id, class_of(vdev->ops->device_id),
+			VIRTIO_PCI_REVISION, VIRTIO_PCI_VENDOR, vdev->ops->device_id);
+	vp->pci.ops = &vpci_ops;
+	vp->pci.opaque = vp;
+	if ((ret = pci_device_set_bar(&vp->pci, VPCI_MSIX_BAR, PCI_BAR_MEM32, VPCI_MSIX_BAR_SIZE)) ||
+	    (ret = pci_device_set_bar(&vp->pci, VPCI_BAR, PCI_BAR_MEM64, VPCI_BAR_SIZE)) ||
+	    (ret = add_caps(vp)))
+		goto err_vectors;
+	ret = pci_bus_add(pb, &vp->pci);
+	if (ret) {
+		pr_err("%s: no room on the PCI bus: %s", vp->name, strerror(-ret));
+		goto err_vectors;
+	}
+	vp->initialised = true;
+	return 0;
+
+err_vectors:
+	while (v-- > 0) {
+		irq_irqfd_deassign(irq, notifier_fd(&vp->vec[v].irqfd), vp->vec[v].gsi);
+		notifier_destroy(&vp->vec[v].irqfd);
+		irq_msi_free(irq, vp->vec[v].gsi);
+	}
+err_queues:
+	while (q-- > 0)
+		notifier_destroy(&vp->queues[q].kick);
+	pthread_mutex_destroy(&vdev->cfg_lock);
+	pthread_mutex_destroy(&vp->msix_lock);
+	pthread_mutex_destroy(&vp->lock);
+	if (ret != -ENOSPC)
+		pr_err("%s: setting up the virtio-pci transport failed: %s", vp->name, strerror(-ret));
+	return ret;
+}
+
+void virtio_pci_uninit(struct virtio_pci *vp)
+{
+	struct virtio_dev *vdev = vp->vdev;
+
+	if (!vp->initialised)
+		return;
+	vp->initialised = false;
+	virtio_pci_reset(vp);
+	if (vp->notify_addr)
+		assign_ioeventfds(vp, vp->notify_addr, false);
+	vp->notify_addr = 0;
+	for (unsigned q = 0; q < vdev->num_queues; q++)
+		notifier_destroy(&vp->queues[q].kick);
+	for (unsigned v = 0; v < vp->nvec; v++) {
+		struct virtio_pci_vector *e = &vp->vec[v];
+
+		if (e->irqfd_assigned)
+			irq_irqfd_deassign(vp->irq, notifier_fd(&e->irqfd), e->gsi);
+		notifier_destroy(&e->irqfd);
+		irq_msi_free(vp->irq, e->gsi);
+	}
+	if (vdev->ops->destroy)
+		vdev->ops->destroy(vdev);
+	pthread_mutex_destroy(&vdev->cfg_lock);
+	pthread_mutex_destroy(&vp->msix_lock);
+	pthread_mutex_destroy(&vp->lock);
+}
+
+int virtio_pci_pause(struct virtio_pci *vp)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	int ret = 0;
+
+	pthread_mutex_lock(&vp->lock);
+	if (!vp->paused) {
+		unwatch_queues(vp);
+		if (vdev->ops->pause)
+			ret = vdev->ops->pause(vdev);
+		if (ret) {
+			for (unsigned q = 0; vp->live && q < vdev->num_queues; q++)
+				if (virtq_is_enabled(&vdev->vqs[q]))
+					(void)watch_queue(vp, q);
+		} else {
+			vp->paused = true;
+		}
+	}
+	pthread_mutex_unlock(&vp->lock);
+	return ret;
+}
+
+int virtio_pci_resume(struct virtio_pci *vp)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	int ret = 0;
+
+	pthread_mutex_lock(&vp->lock);
+	if (vp->paused) {
+		if (vdev->ops->resume)
+			ret = vdev->ops->resume(vdev);
+		vp->paused = false;
+		for (unsigned q = 0; !ret && vp->live && q < vdev->num_queues; q++)
+			if (virtq_is_enabled(&vdev->vqs[q]))
+				ret = watch_queue(vp, q);
+	}
+	pthread_mutex_unlock(&vp->lock);
+	return ret;
+}
+
+int virtio_pci_queue_kick_fd(struct virtio_pci *vp, unsigned q)
+{
+	return q < vp->vdev->num_queues ? notifier_fd(&vp->queues[q].kick) : -1;
+}
+
+int virtio_pci_queue_call_fd(struct virtio_pci *vp, unsigned q)
+{
+	int fd = -1;
+
+	if (q >= vp->vdev->num_queues)
+		return -1;
+	pthread_mutex_lock(&vp->msix_lock);
+	if (vp->queues[q].msix_vector < vp->nvec)
+		fd = notifier_fd(&vp->vec[vp->queues[q].msix_vector].irqfd);
+	pthread_mutex_unlock(&vp->msix_lock);
+	return fd;
+}
+
+int virtio_pci_add_devices(struct vm *vm)
+{
+	const struct vm_config *cfg = vm->cfg;
+
+	for (unsigned i = 0; i < cfg->ndevices; i++) {
+		const struct vm_device_arg *a = &cfg->devices[i];
+		struct vpci_owned *o = calloc(1, sizeof(*o));
+		unsigned nth = 0;
+		char err[256] = "";
+		int ret;
+
+		if (!o)
+			return -ENOMEM;
+		for (unsigned j = 0; j < i; j++)
+			nth += cfg->devices[j].kind == a->kind;
+		o->vdev.vm = vm;
+		snprintf(o->vdev.id, sizeof(o->vdev.id), "%s%u", a->kind->option, nth);
+		ret = a->kind->create(vm, a->args, &o->vdev, err, sizeof(err));
+		if (ret) {
+			pr_err("--%s%s%s: %s", a->kind->option, a->args[0] ? " " : "", a->args,
+			       err[0] ? err : strerror(-ret));
+			free(o);
+			return ret;
+		}
+		ret = virtio_pci_init(&o->vp, &o->vdev, vm->pci, vm->irq, vm->loop);
+		if (ret) {
+			if (o->vdev.ops && o->vdev.ops->destroy)
+				o->vdev.ops->destroy(&o->vdev);
+			free(o);
+			return ret;
+		}
+		o->vp.allocated = true;
+	}
+	return 0;
+}
