@@ -120,7 +120,7 @@ static int net_register(struct net_dev *net)
 	uint32_t ev = net_wanted_events(net);
 	int r;
 
-	if (net->reg)
+	if (net->reg || net->tap_dead)
 		return 0;
 	r = evloop_fd_add(vm->loop, net->fd, ev, net_tap_event, net, &net->reg);
 	if (r < 0) {
@@ -137,6 +137,18 @@ static void net_unregister(struct net_dev *net)
 	net->reg = NULL;
 	net->reg_events = 0;
 	evloop_op_cancel(&net->kick_op);
+}
+
+/* The tap failed or hung up: stop polling it for good (ERR/HUP would be reported forever). */
+static void net_tap_gone(struct net_dev *net, const char *why)
+{
+	if (!net->tap_dead)
+		pr_err("%s: tap %s: %s; the link is down", net->vdev->id, net->ifname, why);
+	net->tap_dead = true;
+	net->tx_blocked = false;
+	evloop_fd_remove(net->reg);
+	net->reg = NULL;
+	net->reg_events = 0;
 }
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -461,9 +473,7 @@ static int net_rx_read(struct net_dev *net)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 0;
 		if (n < 0) {
-			pr_err("%s: tap read failed: %s; receive stopped", net->vdev->id, strerror(errno));
-			net->tap_dead = true;
-			net_update_events(net);
+			net_tap_gone(net, strerror(errno));
 			return 0;
 		}
 		if (n == 0)
@@ -549,12 +559,7 @@ static void net_tap_event(void *opaque, int fd, uint32_t events)
 
 	(void)fd;
 	if (events & (EPOLLERR | EPOLLHUP)) {
-		if (!net->tap_dead)
-			pr_err("%s: the tap %s reported an error; the link is down", net->vdev->id,
-			       net->ifname);
-		net->tap_dead = true;
-		net->tx_blocked = false;
-		net_update_events(net);
+		net_tap_gone(net, events & EPOLLERR ? "error" : "hang-up");
 		net_tx_drain(net);  /* what was waiting for the tap is dropped */
 		return;
 	}
@@ -882,8 +887,6 @@ static int net_setup(struct vm *vm, struct virtio_dev *vdev, struct net_dev *net
 {
 	unsigned idx = atomic_fetch_add(&net_instances, 1);
 	uint64_t f = 0;
-	char qname[40];
-	int r;
 
 	snprintf(vdev->id, sizeof(vdev->id), "net%u", idx);
 	if (a->have_mac)
@@ -930,14 +933,6 @@ static int net_setup(struct vm *vm, struct virtio_dev *vdev, struct net_dev *net
 	vdev->config_size = sizeof(struct virtio_net_config);
 	vdev->num_queues = 2;
 	vdev->queue_max_size = VIRTIO_NET_QUEUE_SIZE;
-	for (unsigned q = 0; q < 2; q++) {
-		snprintf(qname, sizeof(qname), "%s.%s", vdev->id, q == VIRTIO_NET_RXQ ? "rx" : "tx");
-		r = virtq_init(&vdev->vqs[q], &vm->mem, qname, VIRTIO_NET_QUEUE_SIZE);
-		if (r < 0) {
-			snprintf(err, errlen, "--net: cannot set up queue %u", q);
-			return r;
-		}
-	}
 	return 0;
 }
 
