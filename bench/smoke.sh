@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Wall time of a boot-smoke run (tests/smoke/vmm-smoke) on the Debian cloud
+# kernel, against the same checks driven through QEMU's microvm (PCIe, the same
+# virtio devices, initramfs and disk), alternated, RUNS each (default 3).
+# Needs /dev/kvm: bench/run.sh runs it in the nested KVM host where there is
+# none (emulated: read the ratio, not the times).
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+RUNS=${RUNS:-3}
+K=$BUILD/guest/vmlinuz-cloud
+I=$BUILD/guest/initramfs-cloud.cpio.gz
+W=$BUILD/bench-work
+mkdir -p "$W"
+head -c $((4 * 1024 * 1024)) /dev/urandom >"$W/smoke-disk.img"
+want=$(sha256sum "$W/smoke-disk.img" | cut -d' ' -f1)
+CMDLINE="console=ttyS0 quiet panic=-1 reboot=k vmm.test=smoke"
+
+now_ms() { date +%s%3N; }
+median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print int((a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
+
+# The checks vmm-smoke makes, on a console log (init, vCPUs, memory, probes, disk).
+checks_pass() {
+	local log=$1 ids
+	grep -q '^VMMTEST-END smoke rc=0' "$log" || return 1
+	[ "$(sed -n 's/^cpus=//p' "$log" | tr -d '\r')" = 2 ] || return 1
+	ids=$(sed -n 's/^virtio_ids=//p' "$log")
+	[[ $ids == *0x0002* && $ids == *0x0004* ]] || return 1
+	[ "$(sed -n 's/^vda_sha256=//p' "$log" | tr -d '\r')" = "$want" ]
+}
+
+run_vmm() {
+	local t0 t1
+	t0=$(now_ms)
+	tests/smoke/vmm-smoke --kernel "$K" --cpus 2 --memory 512 >"$W/smoke-vmm.out" 2>&1 || {
+		echo "bench/smoke: vmm-smoke failed:" >&2; tail -n 12 "$W/smoke-vmm.out" >&2; }
+	t1=$(now_ms)
+	echo $((t1 - t0))
+}
+
+run_qemu() {
+	local t0 t1
+	t0=$(now_ms)
+	qemu-system-x86_64 -M microvm,pcie=on,x-option-roms=off,rtc=on,isa-serial=on -accel kvm -cpu host \
+		-smp 2 -m 512M -nodefaults -no-user-config -display none -no-reboot \
+		-kernel "$K" -initrd "$I" -append "$CMDLINE" -serial "file:$W/smoke-qemu.log" \
+		-drive "if=none,id=d0,file=$W/smoke-disk.img,format=raw,readonly=on" \
+		-device virtio-blk-pci,drive=d0 -device virtio-rng-pci </dev/null >/dev/null 2>&1
+	checks_pass "$W/smoke-qemu.log" || echo "bench/smoke: the QEMU run did not pass the checks" >&2
+	t1=$(now_ms)
+	echo $((t1 - t0))
+}
+
+: >"$W/smoke-vmm.txt"
+: >"$W/smoke-qemu.txt"
+echo "bench/smoke: boot-smoke wall time, cloud kernel, 2 vCPUs, 512 MiB, $RUNS runs each, alternated"
+for i in $(seq 1 "$RUNS"); do
+	run_vmm >>"$W/smoke-vmm.txt"
+	run_qemu >>"$W/smoke-qemu.txt"
+	printf '  run %d: vmm-smoke %s ms, qemu microvm %s ms\n' "$i" "$(tail -n1 "$W/smoke-vmm.txt")" "$(tail -n1 "$W/smoke-qemu.txt")"
+done
+v=$(median <"$W/smoke-vmm.txt")
+q=$(median <"$W/smoke-qemu.txt")
+printf '\n%-26s %10s %14s %8s\n' "" "vmm-smoke" "qemu microvm" "ratio"
+printf '%-26s %10s %14s %8s\n' "wall time (median ms)" "$v" "$q" "$(awk -v a="$v" -v b="$q" 'BEGIN { printf "%.2fx", a / b }')"
+echo "target: <= 0.80x (vmm-smoke also builds its initramfs and disk each run)"

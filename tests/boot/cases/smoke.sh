@@ -1,0 +1,37 @@
+# vmm-smoke, the boot-smoke runner for users' kernels: passes on both Debian
+# kernels (with their modules), fails on a kernel image that is cut short.
+
+smoke_run() {
+	local out=$1
+	shift
+	"$REPO/tests/smoke/vmm-smoke" --vmm "$VMM" --timeout "$BOOT_TIMEOUT" "$@" >"$out" 2>&1
+	RC=$?
+}
+
+case_smoke_generic() {
+	local out=$WORK/smoke-generic.out
+	smoke_run "$out" --kernel "$KERNEL" --modules "$GUEST/kernel-generic/root" --cpus 2 --memory 512
+	[ "$RC" -eq 0 ] && tail -n1 "$out" | grep -q '^[1-9][0-9]* passed, 0 failed$' ||
+		{ boot_fail "vmm-smoke exited $RC: $(grep -E '^FAIL' "$out" | head -n3 | tr '\n' ';')" "$out"; return; }
+	boot_pass "$(tail -n1 "$out")"
+}
+
+case_smoke_cloud() {
+	local out=$WORK/smoke-cloud.out
+	smoke_run "$out" --kernel "$KERNEL_CLOUD" --modules "$GUEST/kernel-cloud/root" --cpus 2 --memory 512
+	[ "$RC" -eq 0 ] && tail -n1 "$out" | grep -q '^[1-9][0-9]* passed, 0 failed$' ||
+		{ boot_fail "vmm-smoke exited $RC: $(grep -E '^FAIL' "$out" | head -n3 | tr '\n' ';')" "$out"; return; }
+	boot_pass "$(tail -n1 "$out")"
+}
+
+case_smoke_cut_kernel() {
+	local out=$WORK/smoke-cut.out cut=$WORK/cut-for-smoke
+	head -c 2000000 "$KERNEL" >"$cut"
+	smoke_run "$out" --kernel "$cut" --cpus 1 --memory 256
+	[ "$RC" -ne 0 ] || { boot_fail "vmm-smoke passed a kernel cut short" "$out"; return; }
+	grep -q '^FAIL init started' "$out" && grep -q 'truncated' "$out" ||
+		{ boot_fail "no clear verdict for a cut kernel" "$out"; return; }
+	tail -n1 "$out" | grep -q '^0 passed, [1-9][0-9]* failed$' ||
+		{ boot_fail "summary line missing: $(tail -n1 "$out")" "$out"; return; }
+	boot_pass
+}
