@@ -821,7 +821,7 @@ static int parse_args(const char *args, bool want_tap, struct net_args *a, char 
 
 		eq = memchr(p, '=', len);
 		if (!eq) {
-			snprintf(err, errlen, "--net: '%.*s' is not key=value (expected %s)", (int)len, p,
+			snprintf(err, errlen, "'%.*s' is not key=value (expected %s)", (int)len, p,
 				 NET_USAGE);
 			return -EINVAL;
 		}
@@ -830,11 +830,11 @@ static int parse_args(const char *args, bool want_tap, struct net_args *a, char 
 		vlen = len - klen - 1;
 		if (klen == 3 && !strncmp(p, "tap", 3) && want_tap) {
 			if (a->have_tap) {
-				snprintf(err, errlen, "--net: tap= given twice");
+				snprintf(err, errlen, "tap= given twice");
 				return -EINVAL;
 			}
 			if (!vlen || vlen >= IFNAMSIZ) {
-				snprintf(err, errlen, "--net tap=%.*s: an interface name is 1 to %d characters",
+				snprintf(err, errlen, "tap=%.*s: an interface name is 1 to %d characters",
 					 (int)vlen, val, IFNAMSIZ - 1);
 				return -EINVAL;
 			}
@@ -843,27 +843,27 @@ static int parse_args(const char *args, bool want_tap, struct net_args *a, char 
 			a->have_tap = true;
 		} else if (klen == 3 && !strncmp(p, "mac", 3)) {
 			if (a->have_mac) {
-				snprintf(err, errlen, "--net: mac= given twice");
+				snprintf(err, errlen, "mac= given twice");
 				return -EINVAL;
 			}
 			if (parse_mac(val, vlen, a->mac) < 0) {
-				snprintf(err, errlen, "--net mac=%.*s: expected six hex bytes like 02:00:00:12:34:56",
+				snprintf(err, errlen, "mac=%.*s: expected six hex bytes like 02:00:00:12:34:56",
 					 (int)MIN(vlen, 40), val);
 				return -EINVAL;
 			}
 			if (a->mac[0] & 1) {
-				snprintf(err, errlen, "--net mac=%.*s: a multicast address cannot be a NIC's",
+				snprintf(err, errlen, "mac=%.*s: a multicast address cannot be a NIC's",
 					 (int)vlen, val);
 				return -EINVAL;
 			}
 			if (!(a->mac[0] | a->mac[1] | a->mac[2] | a->mac[3] | a->mac[4] | a->mac[5])) {
-				snprintf(err, errlen, "--net mac=%.*s: the all-zero address is not valid",
+				snprintf(err, errlen, "mac=%.*s: the all-zero address is not valid",
 					 (int)vlen, val);
 				return -EINVAL;
 			}
 			a->have_mac = true;
 		} else {
-			snprintf(err, errlen, "--net: unknown key '%.*s' (expected %s)", (int)MIN(klen, 40), p,
+			snprintf(err, errlen, "unknown key '%.*s' (expected %s)", (int)MIN(klen, 40), p,
 				 NET_USAGE);
 			return -EINVAL;
 		}
@@ -871,12 +871,12 @@ static int parse_args(const char *args, bool want_tap, struct net_args *a, char 
 			break;
 		p = end + 1;
 		if (!*p) {
-			snprintf(err, errlen, "--net: trailing ',' in '%s'", args);
+			snprintf(err, errlen, "trailing ',' in '%s'", args);
 			return -EINVAL;
 		}
 	}
 	if (want_tap && !a->have_tap) {
-		snprintf(err, errlen, "--net: tap=NAME is required (expected %s)", NET_USAGE);
+		snprintf(err, errlen, "tap=NAME is required (expected %s)", NET_USAGE);
 		return -EINVAL;
 	}
 	return 0;
@@ -888,7 +888,9 @@ static int net_setup(struct vm *vm, struct virtio_dev *vdev, struct net_dev *net
 	unsigned idx = atomic_fetch_add(&net_instances, 1);
 	uint64_t f = 0;
 
-	snprintf(vdev->id, sizeof(vdev->id), "net%u", idx);
+	/* The transport names devices by kind and position; a name of our own only if it did not. */
+	if (!vdev->id[0])
+		snprintf(vdev->id, sizeof(vdev->id), "net%u", idx);
 	if (a->have_mac)
 		memcpy(net->mac, a->mac, sizeof(net->mac));
 	else
@@ -903,7 +905,7 @@ static int net_setup(struct vm *vm, struct virtio_dev *vdev, struct net_dev *net
 	    virtq_chain_init(&net->rx_first, NET_CHAIN_IOV) < 0 ||
 	    virtq_chain_init(&net->rx_next, NET_CHAIN_IOV) < 0 ||
 	    virtq_chain_init(&net->tx_chain, NET_CHAIN_IOV) < 0) {
-		snprintf(err, errlen, "--net: out of memory");
+		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 
@@ -958,13 +960,13 @@ static int net_create(struct vm *vm, const char *args, struct virtio_dev *vdev, 
 		return r;
 	net = net_alloc();
 	if (!net) {
-		snprintf(err, errlen, "--net: out of memory");
+		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	memcpy(net->ifname, a.tap, sizeof(net->ifname));
 	r = tap_open(a.tap, (int)sizeof(struct virtio_net_hdr), &created, why, sizeof(why));
 	if (r < 0) {
-		snprintf(err, errlen, "--net tap=%s: %s", a.tap, why);
+		snprintf(err, errlen, "%s", why);
 		/* Whatever the cause, the user fixes the command line or the host: exit 2. */
 		r = -EINVAL;
 		goto err_free;

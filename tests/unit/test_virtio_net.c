@@ -391,7 +391,7 @@ static void test_bad_args(void **state)
 static void test_unopenable_tap(void **state)
 {
 	(void)state;
-	expect_create_error("tap=lo", "tap=lo");
+	expect_create_error("tap=lo", "'lo'");
 	expect_create_error("tap=a%d", "a%d");
 }
 
@@ -1150,7 +1150,7 @@ static void test_tap_busy_and_not_a_tap(void **state)
 		skip();
 	f = fx_tap("tap=" TAP_NAME);
 	/* A second device on the same (single-queue) tap. */
-	expect_create_error("tap=" TAP_NAME, "tap=" TAP_NAME);
+	expect_create_error("tap=" TAP_NAME, "'" TAP_NAME "' is busy");
 	fx_free(f);
 	expect_create_error("tap=lo", "not a single-queue tap");
 }
