@@ -74,14 +74,16 @@ static int setup_lapic(int vcpu_fd)
 /* Firmware enables MTRRs with write-back as the default type; without it Linux also skips PAT. */
 static int setup_msrs(int vcpu_fd)
 {
-	struct {
+	/* struct kvm_msrs ends in a flexible array: give it room for one entry. */
+	union {
 		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[1];
-	} msrs = {
-		.hdr.nmsrs = 1,
-		.e[0] = { .index = MSR_MTRR_DEF_TYPE, .data = MTRR_DEF_TYPE_E | MTRR_TYPE_WB },
-	};
+		uint8_t raw[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+	} msrs;
 
+	memset(&msrs, 0, sizeof(msrs));
+	msrs.hdr.nmsrs = 1;
+	msrs.hdr.entries[0].index = MSR_MTRR_DEF_TYPE;
+	msrs.hdr.entries[0].data = MTRR_DEF_TYPE_E | MTRR_TYPE_WB;
 	if (ioctl(vcpu_fd, KVM_SET_MSRS, &msrs) != 1)
 		return -EIO;
 	return 0;
