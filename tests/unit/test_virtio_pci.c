@@ -1,0 +1,1094 @@
+/*
+ * virtio/virtio_pci (+ vmm/irq): the modern transport driven the way a guest
+ * driver drives it, through the PCI bus's ECAM and BAR windows, with a fake
+ * KVM behind the irq router that records routes, irqfds and ioeventfds.
+ * Kicks are delivered by writing the ioeventfd KVM would signal; interrupts
+ * are observed by reading the irqfd KVM would consume.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "channel/evloop.h"
+#include "virtio/virtio_pci.h"
+#include "vmm/irq.h"
+#include "vmm/vm.h"
+
+extern const struct virtio_dev_kind virtio_rng_kind;
+
+#define MEM32_BASE 0xc0000000ULL
+#define MEM64_BASE 0x140000000ULL
+#define ECAM_BASE  0xe0000000ULL
+#define RAM_SIZE   (1024 * 1024)
+#define QSIZE      16
+#define DESC       0x1000
+#define AVAIL      0x2000
+#define USED       0x3000
+#define BUF        0x10000
+#define FEAT_DEV   5          /* a device feature bit the fake device offers */
+
+/* ---- fake KVM ---- */
+
+struct fake_kvm {
+	unsigned nr_routing;
+	struct kvm_irq_routing_entry routes[IRQ_NR_IRQCHIP_GSI * 2 + 64];
+	unsigned nr_routes;
+	struct { int fd; uint32_t gsi; bool on; } irqfd[64];
+	unsigned nr_irqfd;
+	struct { int fd; uint64_t addr; uint32_t len; bool on; } ioev[64];
+	unsigned nr_ioev;
+};
+
+static int fake_routing(void *ctx, const struct kvm_irq_routing *t)
+{
+	struct fake_kvm *k = ctx;
+
+	k->nr_routing++;
+	k->nr_routes = MIN(t->nr, (uint32_t)ARRAY_SIZE(k->routes));
+	memcpy(k->routes, t->entries, k->nr_routes * sizeof(t->entries[0]));
+	return 0;
+}
+
+static int fake_irqfd(void *ctx, int fd, uint32_t gsi, bool assign)
+{
+	struct fake_kvm *k = ctx;
+
+	for (unsigned i = 0; i < k->nr_irqfd; i++) {
+		if (k->irqfd[i].fd == fd && k->irqfd[i].gsi == gsi) {
+			if (k->irqfd[i].on == assign)
+				return assign ? -EEXIST : -ENOENT;
+			k->irqfd[i].on = assign;
+			return 0;
+		}
+	}
+	if (!assign)
+		return -ENOENT;
+	assert_true(k->nr_irqfd < ARRAY_SIZE(k->irqfd));
+	k->irqfd[k->nr_irqfd].fd = fd;
+	k->irqfd[k->nr_irqfd].gsi = gsi;
+	k->irqfd[k->nr_irqfd++].on = true;
+	return 0;
+}
+
+static int fake_ioeventfd(void *ctx, int fd, uint64_t addr, uint32_t len, bool pio, bool assign)
+{
+	struct fake_kvm *k = ctx;
+
+	assert_false(pio);
+	for (unsigned i = 0; i < k->nr_ioev; i++) {
+		if (k->ioev[i].on && k->ioev[i].addr == addr && k->ioev[i].len == len) {
+			if (assign)
+				return -EEXIST;
+			if (k->ioev[i].fd != fd)
+				return -ENOENT;
+			k->ioev[i].on = false;
+			return 0;
+		}
+	}
+	if (!assign)
+		return -ENOENT;
+	assert_true(k->nr_ioev < ARRAY_SIZE(k->ioev));
+	k->ioev[k->nr_ioev].fd = fd;
+	k->ioev[k->nr_ioev].addr = addr;
+	k->ioev[k->nr_ioev].len = len;
+	k->ioev[k->nr_ioev++].on = true;
+	return 0;
+}
+
+static const struct irq_kvm_ops fake_ops = {
+	.set_gsi_routing = fake_routing,
+	.irqfd = fake_irqfd,
+	.ioeventfd = fake_ioeventfd,
+};
+
+/* The fd KVM would signal for a 2-byte write at addr, or -1. */
+static int ioeventfd_at(struct fake_kvm *k, uint64_t addr)
+{
+	for (unsigned i = 0; i < k->nr_ioev; i++)
+		if (k->ioev[i].on && k->ioev[i].addr == addr && k->ioev[i].len == 2)
+			return k->ioev[i].fd;
+	return -1;
+}
+
+static unsigned nr_ioeventfds(struct fake_kvm *k)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < k->nr_ioev; i++)
+		n += k->ioev[i].on;
+	return n;
+}
+
+/* ---- the fake device: 2 queues, 8 bytes of config, one feature bit ---- */
+
+struct fdev {
+	uint8_t cfg[8];
+	unsigned nr_notify, nr_reset, nr_activate, nr_destroy;
+	int activate_ret;
+	int last_pop;
+	struct virtq_chain chain;
+};
+
+static void fdev_notify(struct virtio_dev *vdev, unsigned q)
+{
+	struct fdev *d = vdev->priv;
+	int r;
+
+	d->nr_notify++;
+	while ((r = virtq_pop(&vdev->vqs[q], &d->chain)) > 0) {
+		uint8_t fill[64];
+
+		memset(fill, 0xab, sizeof(fill));
+		virtio_dev_complete(vdev, q, d->chain.head,
+				    (uint32_t)virtq_chain_write(&d->chain, 0, fill, sizeof(fill)));
+	}
+	d->last_pop = r;
+}
+
+static void fdev_reset(struct virtio_dev *vdev)
+{
+	((struct fdev *)vdev->priv)->nr_reset++;
+}
+
+static int fdev_activate(struct virtio_dev *vdev)
+{
+	struct fdev *d = vdev->priv;
+
+	d->nr_activate++;
+	return d->activate_ret;
+}
+
+static void fdev_cfg_read(struct virtio_dev *vdev, uint32_t off, void *data, uint32_t len)
+{
+	struct fdev *d = vdev->priv;
+
+	assert_true(off + len <= sizeof(d->cfg));
+	memcpy(data, d->cfg + off, len);
+}
+
+static void fdev_cfg_write(struct virtio_dev *vdev, uint32_t off, const void *data, uint32_t len)
+{
+	struct fdev *d = vdev->priv;
+
+	assert_true(off + len <= sizeof(d->cfg));
+	memcpy(d->cfg + off, data, len);
+}
+
+static void fdev_destroy(struct virtio_dev *vdev)
+{
+	((struct fdev *)vdev->priv)->nr_destroy++;
+}
+
+static const struct virtio_dev_ops fdev_ops = {
+	.name = "fake",
+	.device_id = 3,
+	.reset = fdev_reset,
+	.activate = fdev_activate,
+	.queue_notify = fdev_notify,
+	.cfg_read = fdev_cfg_read,
+	.cfg_write = fdev_cfg_write,
+	.destroy = fdev_destroy,
+};
+
+/* ---- fixture ---- */
+
+struct fx {
+	struct vm vm;
+	struct bus pio, mmio;
+	struct pci_bus pb;
+	struct irq_router irq;
+	struct fake_kvm kvm;
+	struct virtio_dev vdev;
+	struct virtio_pci vp;
+	struct fdev dev;
+	uint64_t bar0, bar2;
+	bool destroyed;
+};
+
+static void fx_bus(struct fx *f)
+{
+	struct pci_bus_params p = {
+		.pio = &f->pio, .mmio = &f->mmio,
+		.io_base = 0xc000, .io_size = 0x4000,
+		.mem32_base = MEM32_BASE, .mem32_size = 0x20000000,
+		.mem64_base = MEM64_BASE, .mem64_size = 0x1000000000ULL,
+		.ecam_base = ECAM_BASE,
+	};
+
+	assert_int_equal(gmem_create(&f->vm.mem, RAM_SIZE, 0, 0), 0);
+	assert_int_equal(evloop_create(&f->vm.loop), 0);
+	assert_int_equal(bus_init(&f->pio, "pio"), 0);
+	assert_int_equal(bus_init(&f->mmio, "mmio"), 0);
+	assert_int_equal(pci_bus_init(&f->pb, &p), 0);
+	assert_int_equal(irq_router_init_ops(&f->irq, &fake_ops, &f->kvm), 0);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	fx_bus(f);
+	f->vdev.ops = &fdev_ops;
+	f->vdev.priv = &f->dev;
+	f->vdev.vm = &f->vm;
+	snprintf(f->vdev.id, sizeof(f->vdev.id), "fake0");
+	f->vdev.device_features = 1ULL << FEAT_DEV;
+	f->vdev.config_size = sizeof(f->dev.cfg);
+	f->vdev.num_queues = 2;
+	f->vdev.queue_max_size = QSIZE;
+	assert_int_equal(virtq_chain_init(&f->dev.chain, QSIZE), 0);
+	assert_int_equal(virtio_pci_init(&f->vp, &f->vdev, &f->pb, &f->irq, f->vm.loop), 0);
+	f->bar0 = pci_bar_decode(&f->vp.pci, VPCI_MSIX_BAR);
+	f->bar2 = pci_bar_decode(&f->vp.pci, VPCI_BAR);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	pci_bus_destroy(&f->pb);  /* uninitialises the transport */
+	/* Everything KVM was given is taken back. */
+	assert_int_equal(nr_ioeventfds(&f->kvm), 0);
+	for (unsigned i = 0; i < f->kvm.nr_irqfd; i++)
+		assert_false(f->kvm.irqfd[i].on);
+	irq_router_destroy(&f->irq);
+	bus_destroy(&f->pio);
+	bus_destroy(&f->mmio);
+	evloop_destroy(f->vm.loop);
+	gmem_destroy(&f->vm.mem);
+	virtq_chain_destroy(&f->dev.chain);
+	free(f);
+	return 0;
+}
+
+/* ---- guest-side helpers ---- */
+
+static uint64_t get_le(const uint8_t *d, unsigned len)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < len; i++)
+		v |= (uint64_t)d[i] << (8 * i);
+	return v;
+}
+
+static void put_le(uint8_t *d, uint64_t v, unsigned len)
+{
+	for (unsigned i = 0; i < len; i++)
+		d[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t rd(struct fx *f, uint64_t addr, unsigned len)
+{
+	uint8_t d[8];
+
+	bus_access(&f->mmio, addr, d, len, false);
+	return get_le(d, len);
+}
+
+static void wr(struct fx *f, uint64_t addr, uint64_t v, unsigned len)
+{
+	uint8_t d[8];
+
+	put_le(d, v, len);
+	bus_access(&f->mmio, addr, d, len, true);
+}
+
+static uint64_t cfg_addr(struct fx *f, unsigned reg)
+{
+	return ECAM_BASE + ((uint64_t)f->vp.pci.slot << 15) + reg;
+}
+
+#define CR(f, off, len) rd(f, (f)->bar2 + VPCI_COMMON + (off), len)
+#define CW(f, off, v, len) wr(f, (f)->bar2 + VPCI_COMMON + (off), v, len)
+
+static uint8_t status(struct fx *f)
+{
+	return (uint8_t)CR(f, VIRTIO_PCI_COMMON_STATUS, 1);
+}
+
+/* 3.1.1 steps 1-6; returns the status read back after FEATURES_OK. */
+static uint8_t negotiate(struct fx *f, uint64_t features)
+{
+	CW(f, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+	CW(f, VIRTIO_PCI_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE, 1);
+	CW(f, VIRTIO_PCI_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
+	CW(f, VIRTIO_PCI_COMMON_GFSELECT, 0, 4);
+	CW(f, VIRTIO_PCI_COMMON_GF, (uint32_t)features, 4);
+	CW(f, VIRTIO_PCI_COMMON_GFSELECT, 1, 4);
+	CW(f, VIRTIO_PCI_COMMON_GF, features >> 32, 4);
+	CW(f, VIRTIO_PCI_COMMON_STATUS,
+	   VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK, 1);
+	return status(f);
+}
+
+#define STD_FEATURES (1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_EVENT_IDX | 1ULL << FEAT_DEV)
+
+static void program_vector(struct fx *f, unsigned v, uint32_t addr, uint32_t data, bool masked)
+{
+	uint64_t e = f->bar0 + VPCI_MSIX_TABLE + v * PCI_MSIX_ENTRY_SIZE;
+
+	wr(f, e + 12, 1, 4);
+	wr(f, e, addr, 4);
+	wr(f, e + 4, 0, 4);
+	wr(f, e + 8, data, 4);
+	wr(f, e + 12, masked, 4);
+}
+
+static void msix_enable(struct fx *f, uint16_t extra)
+{
+	uint64_t ctrl = cfg_addr(f, f->vp.msix_cap + 2);
+
+	wr(f, ctrl, (rd(f, ctrl, 2) & 0x7ff) | PCI_MSIX_CTRL_ENABLE | extra, 2);
+}
+
+static void setup_queue(struct fx *f, unsigned q, uint16_t vector)
+{
+	CW(f, VIRTIO_PCI_COMMON_Q_SELECT, q, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_SIZE, QSIZE, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_MSIX, vector, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_DESCLO, DESC + q * 0x4000, 4);
+	CW(f, VIRTIO_PCI_COMMON_Q_DESCHI, 0, 4);
+	CW(f, VIRTIO_PCI_COMMON_Q_AVAILLO, AVAIL + q * 0x4000, 8);
+	CW(f, VIRTIO_PCI_COMMON_Q_USEDLO, USED + q * 0x4000, 4);
+	CW(f, VIRTIO_PCI_COMMON_Q_USEDHI, 0, 4);
+	CW(f, VIRTIO_PCI_COMMON_Q_ENABLE, 1, 2);
+}
+
+/* Negotiate, MSI-X on (vector 0 config, 1+q per queue), both queues live, DRIVER_OK. */
+static void bring_up(struct fx *f)
+{
+	assert_true(negotiate(f, STD_FEATURES) & VIRTIO_STATUS_FEATURES_OK);
+	msix_enable(f, 0);
+	for (unsigned v = 0; v < 3; v++)
+		program_vector(f, v, 0xfee00000, 0x40 + v, false);
+	CW(f, VIRTIO_PCI_COMMON_MSIX, 0, 2);
+	setup_queue(f, 0, 1);
+	setup_queue(f, 1, 2);
+	CW(f, VIRTIO_PCI_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+	   VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK, 1);
+	assert_int_equal(status(f), 0x0f);
+}
+
+static void *gpa(struct fx *f, uint64_t a, uint64_t len)
+{
+	void *p = gmem_translate(&f->vm.mem, a, len);
+
+	assert_non_null(p);
+	return p;
+}
+
+/* Offer one chain of a single writable buffer (addr, len) on queue q; avail idx becomes idx. */
+static void offer(struct fx *f, unsigned q, uint16_t idx, uint64_t addr, uint32_t len)
+{
+	uint8_t *desc = gpa(f, DESC + q * 0x4000, 16 * QSIZE);
+	uint8_t *avail = gpa(f, AVAIL + q * 0x4000, 6 + 2 * QSIZE);
+	uint16_t slot = (uint16_t)(idx - 1) % QSIZE;
+
+	put_le(desc + 16 * slot, addr, 8);
+	put_le(desc + 16 * slot + 8, len, 4);
+	put_le(desc + 16 * slot + 12, VIRTQ_DESC_F_WRITE, 2);
+	put_le(desc + 16 * slot + 14, 0, 2);
+	put_le(avail + 4 + 2 * slot, slot, 2);
+	/* used_event (EVENT_IDX): interrupt me when this chain is used. */
+	put_le(avail + 4 + 2 * QSIZE, (uint16_t)(idx - 1), 2);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	put_le(avail + 2, idx, 2);
+}
+
+static uint16_t used_idx(struct fx *f, unsigned q)
+{
+	return (uint16_t)get_le(gpa(f, USED + q * 0x4000 + 2, 2), 2);
+}
+
+/* The guest's 2-byte write to the notify address, as KVM's ioeventfd delivers it. */
+static void kick(struct fx *f, unsigned q)
+{
+	int fd = ioeventfd_at(&f->kvm, f->bar2 + VPCI_NOTIFY + q * VPCI_NOTIFY_MULTIPLIER);
+	uint64_t one = 1;
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, &one, sizeof(one)), (ssize_t)sizeof(one));
+}
+
+static int run_loop(struct fx *f)
+{
+	return evloop_run_once(f->vm.loop, 50);
+}
+
+/* How many times KVM would have injected vector v's MSI (consumes the count). */
+static uint64_t irqs(struct fx *f, unsigned v)
+{
+	uint64_t n = 0;
+
+	if (read(notifier_fd(&f->vp.vec[v].irqfd), &n, sizeof(n)) != (ssize_t)sizeof(n))
+		return 0;
+	return n;
+}
+
+/* ---- tests ---- */
+
+static void test_identity_bars_and_caps(void **state)
+{
+	struct fx *f = *state;
+	unsigned pos, next, seen = 0, guard = 0;
+
+	assert_int_equal(rd(f, cfg_addr(f, PCI_VENDOR_ID), 4), (0x1040u + 3) << 16 | 0x1af4);
+	assert_int_equal(rd(f, cfg_addr(f, PCI_REVISION_ID), 1), 1);
+	assert_int_equal(rd(f, cfg_addr(f, PCI_SUBSYS_VENDOR), 2), 0x1af4);
+	assert_int_equal(rd(f, cfg_addr(f, PCI_INT_PIN), 1), 0);
+	/* BAR 0 in the 32-bit window, BAR 2 64-bit in the window above RAM. */
+	assert_true(f->bar0 >= MEM32_BASE && f->bar0 < MEM32_BASE + 0x20000000);
+	assert_true(f->bar2 >= MEM64_BASE);
+	assert_int_equal(rd(f, cfg_addr(f, PCI_BAR0 + 8), 4) & 0xf, PCI_BAR_MEM64_FLAG);
+
+	for (pos = (unsigned)rd(f, cfg_addr(f, PCI_CAP_PTR), 1); pos; pos = next, guard++) {
+		unsigned id = (unsigned)rd(f, cfg_addr(f, pos), 1), type, bar;
+		uint32_t off, len;
+
+		assert_true(guard < 10);
+		next = (unsigned)rd(f, cfg_addr(f, pos + 1), 1);
+		if (id == PCI_CAP_ID_MSIX) {
+			assert_int_equal(rd(f, cfg_addr(f, pos + 2), 2) & 0x7ff, 2); /* 3 vectors */
+			assert_int_equal(rd(f, cfg_addr(f, pos + 4), 4), VPCI_MSIX_TABLE | VPCI_MSIX_BAR);
+			assert_int_equal(rd(f, cfg_addr(f, pos + 8), 4), VPCI_MSIX_PBA | VPCI_MSIX_BAR);
+			seen |= 1;
+			continue;
+		}
+		assert_int_equal(id, PCI_CAP_ID_VNDR);
+		type = (unsigned)rd(f, cfg_addr(f, pos + 3), 1);
+		bar = (unsigned)rd(f, cfg_addr(f, pos + 4), 1);
+		off = (uint32_t)rd(f, cfg_addr(f, pos + 8), 4);
+		len = (uint32_t)rd(f, cfg_addr(f, pos + 12), 4);
+		seen |= 1u << type;
+		if (type == VIRTIO_PCI_CAP_PCI_CFG)
+			continue;
+		assert_int_equal(bar, VPCI_BAR);
+		switch (type) {
+		case VIRTIO_PCI_CAP_COMMON_CFG:
+			assert_int_equal(off, VPCI_COMMON);
+			assert_true(len >= 0x38);
+			break;
+		case VIRTIO_PCI_CAP_NOTIFY_CFG:
+			assert_int_equal(off, VPCI_NOTIFY);
+			assert_int_equal(len, 2 * VPCI_NOTIFY_MULTIPLIER);
+			assert_int_equal(rd(f, cfg_addr(f, pos + 16), 4), VPCI_NOTIFY_MULTIPLIER);
+			break;
+		case VIRTIO_PCI_CAP_ISR_CFG:
+			assert_int_equal(off, VPCI_ISR);
+			break;
+		case VIRTIO_PCI_CAP_DEVICE_CFG:
+			assert_int_equal(off, VPCI_DEVICE);
+			assert_int_equal(len, 8);
+			break;
+		default:
+			fail();
+		}
+	}
+	assert_int_equal(seen, 1 | 1 << 1 | 1 << 2 | 1 << 3 | 1 << 4 | 1 << 5);
+	/* One ioeventfd per queue on its 2-byte notify address; one irqfd per vector. */
+	assert_int_equal(nr_ioeventfds(&f->kvm), 2);
+	assert_true(ioeventfd_at(&f->kvm, f->bar2 + VPCI_NOTIFY) >= 0);
+	assert_true(ioeventfd_at(&f->kvm, f->bar2 + VPCI_NOTIFY + 4) >= 0);
+	assert_int_equal(f->kvm.nr_irqfd, 3);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_NUMQ, 2), 2);
+}
+
+static void test_feature_negotiation(void **state)
+{
+	struct fx *f = *state;
+	uint64_t offered;
+
+	CW(f, VIRTIO_PCI_COMMON_DFSELECT, 0, 4);
+	offered = CR(f, VIRTIO_PCI_COMMON_DF, 4);
+	CW(f, VIRTIO_PCI_COMMON_DFSELECT, 1, 4);
+	offered |= CR(f, VIRTIO_PCI_COMMON_DF, 4) << 32;
+	CW(f, VIRTIO_PCI_COMMON_DFSELECT, 7, 4);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_DF, 4), 0);
+	assert_int_equal(offered, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_EVENT_IDX |
+				  1ULL << VIRTIO_F_INDIRECT_DESC | 1ULL << FEAT_DEV);
+
+	/* Refused: a bit not offered, or no VERSION_1 (legacy drivers are not served). */
+	assert_false(negotiate(f, STD_FEATURES | 1ULL << 40) & VIRTIO_STATUS_FEATURES_OK);
+	assert_false(negotiate(f, 1ULL << FEAT_DEV) & VIRTIO_STATUS_FEATURES_OK);
+	/* DRIVER_OK on top of a refusal does not stick either. */
+	CW(f, VIRTIO_PCI_COMMON_STATUS, 0x07, 1);
+	assert_false(status(f) & VIRTIO_STATUS_DRIVER_OK);
+	assert_int_equal(f->dev.nr_activate, 0);
+
+	/* Accepted. */
+	assert_int_equal(negotiate(f, STD_FEATURES), 0x0b);
+	assert_int_equal(f->vdev.driver_features, STD_FEATURES);
+	CW(f, VIRTIO_PCI_COMMON_GFSELECT, 0, 4);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_GF, 4), (uint32_t)STD_FEATURES);
+	/* Features are frozen after FEATURES_OK. */
+	CW(f, VIRTIO_PCI_COMMON_GF, 0xffffffff, 4);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_GF, 4), (uint32_t)STD_FEATURES);
+	/* Clearing bits without a reset is ignored; the driver cannot set NEEDS_RESET. */
+	CW(f, VIRTIO_PCI_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE, 1);
+	assert_int_equal(status(f), 0x0b);
+	CW(f, VIRTIO_PCI_COMMON_STATUS, 0x0b | VIRTIO_STATUS_NEEDS_RESET, 1);
+	assert_int_equal(status(f), 0x0b);
+	/* Reset, then driver_feature before DRIVER is ignored. */
+	CW(f, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+	assert_int_equal(status(f), 0);
+	assert_int_equal(f->vdev.driver_features, 0);
+	CW(f, VIRTIO_PCI_COMMON_GFSELECT, 0, 4);
+	CW(f, VIRTIO_PCI_COMMON_GF, 0xffffffff, 4);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_GF, 4), 0);
+	/* DRIVER_OK without FEATURES_OK. */
+	CW(f, VIRTIO_PCI_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+	   VIRTIO_STATUS_DRIVER_OK, 1);
+	assert_int_equal(status(f), VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	assert_int_equal(f->dev.nr_activate, 0);
+	/* Wrong widths change nothing. */
+	CW(f, VIRTIO_PCI_COMMON_STATUS, 0, 4);
+	CW(f, VIRTIO_PCI_COMMON_STATUS, 0, 2);
+	assert_int_equal(status(f), VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+}
+
+static void test_queue_register_validation(void **state)
+{
+	struct fx *f = *state;
+
+	assert_true(negotiate(f, STD_FEATURES) & VIRTIO_STATUS_FEATURES_OK);
+	/* Selectors past num_queues: size 0 ("unavailable"), writes ignored. */
+	for (unsigned qs = 2; qs < 0x10000; qs = qs * 3 + 1) {
+		CW(f, VIRTIO_PCI_COMMON_Q_SELECT, qs, 2);
+		assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_SIZE, 2), 0);
+		CW(f, VIRTIO_PCI_COMMON_Q_SIZE, 8, 2);
+		CW(f, VIRTIO_PCI_COMMON_Q_DESCLO, 0x1000, 4);
+		CW(f, VIRTIO_PCI_COMMON_Q_ENABLE, 1, 2);
+		assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0);
+	}
+	CW(f, VIRTIO_PCI_COMMON_Q_SELECT, 0, 2);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_SIZE, 2), QSIZE);
+	/* Sizes: not a power of two, zero, too large: ignored. */
+	CW(f, VIRTIO_PCI_COMMON_Q_SIZE, 3, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_SIZE, 0, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_SIZE, QSIZE * 2, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_SIZE, 0xffff, 2);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_SIZE, 2), QSIZE);
+	CW(f, VIRTIO_PCI_COMMON_Q_SIZE, 4, 2);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_SIZE, 2), 4);
+	/* Vectors past the table read back NO_VECTOR. */
+	CW(f, VIRTIO_PCI_COMMON_Q_MSIX, 3, 2);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_MSIX, 2), VIRTIO_MSI_NO_VECTOR);
+	CW(f, VIRTIO_PCI_COMMON_MSIX, 0x1234, 2);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_MSIX, 2), VIRTIO_MSI_NO_VECTOR);
+	CW(f, VIRTIO_PCI_COMMON_Q_MSIX, 2, 2);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_MSIX, 2), 2);
+	/* 64-bit addresses as two halves or one 8-byte write. */
+	CW(f, VIRTIO_PCI_COMMON_Q_DESCLO, 0x11223344, 4);
+	CW(f, VIRTIO_PCI_COMMON_Q_DESCHI, 0x55667788, 4);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_DESCLO, 8), 0x5566778811223344ULL);
+	CW(f, VIRTIO_PCI_COMMON_Q_AVAILLO, 0xaabbccdd00112233ULL, 8);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_AVAILHI, 4), 0xaabbccdd);
+	/* Read-only fields. */
+	CW(f, VIRTIO_PCI_COMMON_NUMQ, 9, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_NOFF, 9, 2);
+	CW(f, VIRTIO_PCI_COMMON_CFGGENERATION, 9, 1);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_NUMQ, 2), 2);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_NOFF, 2), 0);
+	/* Enabling with rings outside RAM: refused, and the device needs a reset. */
+	assert_false(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+	CW(f, VIRTIO_PCI_COMMON_Q_ENABLE, 1, 2);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0);
+	assert_true(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+	/* Reset clears it all. */
+	CW(f, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+	assert_int_equal(status(f), 0);
+	CW(f, VIRTIO_PCI_COMMON_Q_SELECT, 0, 2);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_SIZE, 2), QSIZE);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_MSIX, 2), VIRTIO_MSI_NO_VECTOR);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_DESCLO, 8), 0);
+	/* Enabling before FEATURES_OK is ignored. */
+	CW(f, VIRTIO_PCI_COMMON_Q_DESCLO, DESC, 4);
+	CW(f, VIRTIO_PCI_COMMON_Q_AVAILLO, AVAIL, 4);
+	CW(f, VIRTIO_PCI_COMMON_Q_USEDLO, USED, 4);
+	CW(f, VIRTIO_PCI_COMMON_Q_ENABLE, 1, 2);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0);
+	/* With FEATURES_OK it works, and an enabled queue's registers are frozen. */
+	assert_true(negotiate(f, STD_FEATURES) & VIRTIO_STATUS_FEATURES_OK);
+	setup_queue(f, 0, 1);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 1);
+	CW(f, VIRTIO_PCI_COMMON_Q_SIZE, 2, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_DESCLO, 0x8000, 4);
+	CW(f, VIRTIO_PCI_COMMON_Q_ENABLE, 0, 2);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_SIZE, 2), QSIZE);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_DESCLO, 4), DESC);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 1);
+	assert_false(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+	/* Reads anywhere in the region, any width, never fault. */
+	for (unsigned off = 0; off < 0x1000; off += 4)
+		(void)CR(f, off, 4);
+	assert_int_equal(CR(f, 0x100, 4), 0);
+}
+
+static void test_kick_used_and_msix(void **state)
+{
+	struct fx *f = *state;
+	uint8_t *buf;
+	bool have_route = false;
+
+	bring_up(f);
+	assert_int_equal(f->dev.nr_activate, 1);
+	/* The routing table KVM got: irqchip routes first, then our MSIs. */
+	assert_true(f->kvm.nr_routing >= 1);
+	assert_int_equal(f->kvm.routes[0].type, KVM_IRQ_ROUTING_IRQCHIP);
+	assert_int_equal(f->kvm.routes[0].u.irqchip.irqchip, KVM_IRQCHIP_IOAPIC);
+	for (unsigned i = 0; i < f->kvm.nr_routes; i++) {
+		const struct kvm_irq_routing_entry *e = &f->kvm.routes[i];
+
+		if (e->type == KVM_IRQ_ROUTING_MSI && e->gsi == f->vp.vec[1].gsi) {
+			assert_int_equal(e->u.msi.address_lo, 0xfee00000);
+			assert_int_equal(e->u.msi.data, 0x41);
+			have_route = true;
+		}
+	}
+	assert_true(have_route);
+	assert_int_equal(f->kvm.nr_routes, IRQ_NR_IRQCHIP_GSI + 16 + 3);
+
+	offer(f, 0, 1, BUF, 32);
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(f->dev.nr_notify, 1);
+	assert_int_equal(used_idx(f, 0), 1);
+	buf = gpa(f, BUF, 32);
+	assert_int_equal(buf[0], 0xab);
+	assert_int_equal(buf[31], 0xab);
+	assert_int_equal(get_le(gpa(f, USED + 8, 4), 4), 32);  /* used.ring[0].len */
+	assert_int_equal(irqs(f, 1), 1);
+	assert_int_equal(irqs(f, 0), 0);
+	assert_int_equal(irqs(f, 2), 0);
+	/* No kick: nothing runs. */
+	assert_int_equal(run_loop(f), 0);
+	/* Queue 1 goes to vector 2. */
+	offer(f, 1, 1, BUF + 0x100, 8);
+	kick(f, 1);
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(used_idx(f, 1), 1);
+	assert_int_equal(irqs(f, 2), 1);
+	/* The ISR is not needed with MSI-X but still reads and clears. */
+	assert_int_equal(rd(f, f->bar2 + VPCI_ISR, 1), VIRTIO_PCI_ISR_QUEUE);
+	assert_int_equal(rd(f, f->bar2 + VPCI_ISR, 1), 0);
+	/* vhost-user accessors: the very fds KVM has. */
+	assert_int_equal(virtio_pci_queue_kick_fd(&f->vp, 0),
+			 ioeventfd_at(&f->kvm, f->bar2 + VPCI_NOTIFY));
+	assert_int_equal(virtio_pci_queue_call_fd(&f->vp, 1), notifier_fd(&f->vp.vec[2].irqfd));
+	assert_int_equal(virtio_pci_queue_kick_fd(&f->vp, 2), -1);
+	assert_int_equal(virtio_pci_queue_call_fd(&f->vp, 9), -1);
+}
+
+static void test_msix_mask_pba_and_garbage(void **state)
+{
+	struct fx *f = *state;
+	uint64_t pba = f->bar0 + VPCI_MSIX_PBA;
+	unsigned commits;
+
+	bring_up(f);
+	/* Mask vector 1: the interrupt becomes a pending bit. */
+	wr(f, f->bar0 + 16 + 12, 1, 4);
+	offer(f, 0, 1, BUF, 8);
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(irqs(f, 1), 0);
+	assert_int_equal(rd(f, pba, 8), 1u << 1);
+	assert_int_equal(virtio_pci_queue_call_fd(&f->vp, 0), notifier_fd(&f->vp.vec[1].irqfd));
+	/* The PBA is read-only. */
+	wr(f, pba, 0, 8);
+	assert_int_equal(rd(f, pba, 4), 1u << 1);
+	/* Unmask: delivered, pending bit cleared. */
+	wr(f, f->bar0 + 16 + 12, 0, 4);
+	assert_int_equal(irqs(f, 1), 1);
+	assert_int_equal(rd(f, pba, 8), 0);
+
+	/* Function mask holds every vector. */
+	msix_enable(f, PCI_MSIX_CTRL_MASKALL);
+	offer(f, 0, 2, BUF, 8);
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(irqs(f, 1), 0);
+	assert_int_equal(rd(f, pba, 4), 1u << 1);
+	msix_enable(f, 0);
+	assert_int_equal(irqs(f, 1), 1);
+
+	/* Garbage messages: not routed, the interrupt is dropped (and counted), nothing breaks. */
+	commits = f->irq.nr_commits;
+	program_vector(f, 1, 0x12345678, 0x41, false);
+	program_vector(f, 2, 0xfee00000, 0x05, false);          /* vector < 16 */
+	program_vector(f, 0, 0xfee00000, 0x41 | 7 << 8, false); /* ExtINT */
+	assert_false(f->vp.vec[1].routed);
+	assert_false(f->vp.vec[2].routed);
+	assert_false(f->vp.vec[0].routed);
+	assert_true(f->irq.nr_commits > commits);  /* the old routes were withdrawn */
+	offer(f, 0, 3, BUF, 8);
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(used_idx(f, 0), 3);
+	assert_int_equal(irqs(f, 1), 0);
+	assert_int_equal(f->vp.nr_dropped, 1);
+	/* A valid message again: routed at unmask. */
+	program_vector(f, 1, 0xfee01000, 0x51, false);
+	assert_true(f->vp.vec[1].routed);
+
+	/* Odd accesses to the table: 1- and 2-byte, unaligned, past the last entry. */
+	wr(f, f->bar0 + 16, 0xffff, 2);
+	wr(f, f->bar0 + 17, 0xff, 1);
+	wr(f, f->bar0 + 18, 0xffffffff, 4);
+	assert_int_equal(rd(f, f->bar0 + 16, 4), 0xfee01000);
+	wr(f, f->bar0 + 3 * 16, 0xfee00000, 4);
+	assert_int_equal(rd(f, f->bar0 + 3 * 16, 4), 0);
+	assert_int_equal(rd(f, f->bar0 + 0xffc, 4), 0);
+	/* Reserved control bits stay 0. */
+	wr(f, f->bar0 + 16 + 12, 0xfffffffe, 4);
+	assert_int_equal(rd(f, f->bar0 + 16 + 12, 4), 0);
+	/* MSI-X off: no interrupt at all (no INTx), but nothing crashes. */
+	wr(f, cfg_addr(f, f->vp.msix_cap + 2), 0, 2);
+	offer(f, 0, 4, BUF, 8);
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(irqs(f, 1), 0);
+}
+
+static void test_malformed_chain_needs_reset(void **state)
+{
+	struct fx *f = *state;
+	unsigned resets;
+
+	bring_up(f);
+	/* A buffer far outside RAM. */
+	offer(f, 0, 1, 0x7fff00000000ULL, 64);
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 1);
+	assert_true(f->dev.last_pop < 0);
+	assert_true(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+	assert_int_equal(irqs(f, 0), 1);  /* the config-change interrupt, once */
+	assert_int_equal(rd(f, f->bar2 + VPCI_ISR, 1) & VIRTIO_PCI_ISR_CONFIG, VIRTIO_PCI_ISR_CONFIG);
+	/* Kicking a broken queue again: no crash, no second config interrupt. */
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(irqs(f, 0), 0);
+	/* Reset from NEEDS_RESET: back to a clean device, and kicks no longer reach it. */
+	resets = f->dev.nr_reset;
+	CW(f, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+	assert_int_equal(status(f), 0);
+	assert_int_equal(f->dev.nr_reset, resets + 1);
+	assert_false(virtq_is_enabled(&f->vdev.vqs[0]));
+	assert_false(virtq_is_broken(&f->vdev.vqs[0]));
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 0);
+	/* And the device works again after a fresh bring-up (the stale kick is harmless). */
+	memset(gpa(f, AVAIL, 4), 0, 4);
+	memset(gpa(f, USED, 4), 0, 4);
+	bring_up(f);
+	offer(f, 0, 1, BUF, 8);
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(used_idx(f, 0), 1);
+	assert_false(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+static void test_reset_from_every_state(void **state)
+{
+	struct fx *f = *state;
+	static const uint8_t states[] = { 0x01, 0x03, 0x0b, 0x0f, 0x8b, 0x80 };
+
+	for (unsigned i = 0; i < ARRAY_SIZE(states); i++) {
+		assert_true(negotiate(f, STD_FEATURES) & VIRTIO_STATUS_FEATURES_OK);
+		setup_queue(f, 0, 1);
+		if (states[i] & VIRTIO_STATUS_DRIVER_OK)
+			CW(f, VIRTIO_PCI_COMMON_STATUS, states[i], 1);
+		CW(f, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+		assert_int_equal(status(f), 0);
+		assert_false(virtq_is_enabled(&f->vdev.vqs[0]));
+	}
+	assert_int_equal(f->dev.nr_reset, 2 * ARRAY_SIZE(states));
+}
+
+static void test_activate_failure(void **state)
+{
+	struct fx *f = *state;
+
+	f->dev.activate_ret = -EIO;
+	assert_true(negotiate(f, STD_FEATURES) & VIRTIO_STATUS_FEATURES_OK);
+	setup_queue(f, 0, 1);
+	CW(f, VIRTIO_PCI_COMMON_STATUS, 0x0f, 1);
+	assert_int_equal(status(f), 0x0f | VIRTIO_STATUS_NEEDS_RESET);
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 0);  /* never went live */
+}
+
+static void test_notify_trap_path(void **state)
+{
+	struct fx *f = *state;
+
+	bring_up(f);
+	offer(f, 0, 1, BUF, 8);
+	/* A 4-byte write is not the ioeventfd's: it traps and is forwarded. */
+	wr(f, f->bar2 + VPCI_NOTIFY, 0, 4);
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(used_idx(f, 0), 1);
+	/* Notifications for queues that do not exist or at odd offsets: ignored. */
+	wr(f, f->bar2 + VPCI_NOTIFY + 8, 0, 4);
+	wr(f, f->bar2 + VPCI_NOTIFY + 0xffc, 0, 4);
+	wr(f, f->bar2 + VPCI_NOTIFY + 2, 0, 2);
+	assert_int_equal(run_loop(f), 0);
+	assert_int_equal(rd(f, f->bar2 + VPCI_NOTIFY, 2), 0);
+	/* Kick of a disabled queue before DRIVER_OK: nothing runs. */
+	CW(f, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+	wr(f, f->bar2 + VPCI_NOTIFY + 4, 1, 4);
+	assert_int_equal(run_loop(f), 0);
+	assert_int_equal(f->dev.nr_notify, 1);
+}
+
+static void test_bar_moves_ioeventfds(void **state)
+{
+	struct fx *f = *state;
+	uint64_t bar = cfg_addr(f, PCI_BAR0 + 4 * VPCI_BAR), moved = MEM64_BASE + 0x100000;
+
+	bring_up(f);
+	/* Memory decoding off: the ioeventfds go, no access reaches the device. */
+	wr(f, cfg_addr(f, PCI_COMMAND), 0, 2);
+	assert_int_equal(nr_ioeventfds(&f->kvm), 0);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_NUMQ, 2), 0xffff);
+	/* Move BAR 2 and turn decoding back on: the ioeventfds follow. */
+	wr(f, bar, (uint32_t)moved | PCI_BAR_MEM64_FLAG, 4);
+	wr(f, bar + 4, moved >> 32, 4);
+	wr(f, cfg_addr(f, PCI_COMMAND), PCI_CMD_MEM, 2);
+	assert_int_equal(nr_ioeventfds(&f->kvm), 2);
+	assert_true(ioeventfd_at(&f->kvm, moved + VPCI_NOTIFY) >= 0);
+	assert_int_equal(ioeventfd_at(&f->kvm, f->bar2 + VPCI_NOTIFY), -1);
+	f->bar2 = moved;
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_NUMQ, 2), 2);
+	offer(f, 0, 1, BUF, 8);
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(used_idx(f, 0), 1);
+	/* Moved with decoding on, to a place outside every window: gone again. */
+	wr(f, bar + 4, 0xffffffff, 4);
+	assert_int_equal(nr_ioeventfds(&f->kvm), 0);
+}
+
+static void test_device_config_and_generation(void **state)
+{
+	struct fx *f = *state;
+	uint8_t gen;
+
+	bring_up(f);
+	memcpy(f->dev.cfg, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
+	assert_int_equal(rd(f, f->bar2 + VPCI_DEVICE, 4), 0x04030201);
+	assert_int_equal(rd(f, f->bar2 + VPCI_DEVICE + 4, 4), 0x08070605);
+	/* Beyond config_size: zeros, and writes do not reach the device. */
+	assert_int_equal(rd(f, f->bar2 + VPCI_DEVICE + 6, 4), 0);
+	assert_int_equal(rd(f, f->bar2 + VPCI_DEVICE + 0x800, 8), 0);
+	wr(f, f->bar2 + VPCI_DEVICE + 6, 0xffffffff, 4);
+	wr(f, f->bar2 + VPCI_DEVICE + 0xffc, 0xffffffff, 4);
+	assert_int_equal(f->dev.cfg[6], 7);
+	wr(f, f->bar2 + VPCI_DEVICE + 2, 0xbeef, 2);
+	assert_int_equal(f->dev.cfg[2], 0xef);
+
+	/* A config change bumps the generation and raises the config vector. */
+	gen = (uint8_t)CR(f, VIRTIO_PCI_COMMON_CFGGENERATION, 1);
+	virtio_dev_config_begin(&f->vdev);
+	f->dev.cfg[0] = 0x99;
+	virtio_dev_config_end(&f->vdev);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_CFGGENERATION, 1), (uint8_t)(gen + 1));
+	assert_int_equal(irqs(f, 0), 1);
+	assert_int_equal(rd(f, f->bar2 + VPCI_ISR, 1), VIRTIO_PCI_ISR_CONFIG);
+}
+
+static void test_pci_cfg_access_window(void **state)
+{
+	struct fx *f = *state;
+	unsigned c = f->vp.cfg_cap;
+
+	/* Read num_queues through configuration space (4.1.4.9). */
+	wr(f, cfg_addr(f, c + 4), VPCI_BAR, 1);
+	wr(f, cfg_addr(f, c + 8), VPCI_COMMON + VIRTIO_PCI_COMMON_NUMQ, 4);
+	wr(f, cfg_addr(f, c + 12), 2, 4);
+	assert_int_equal(rd(f, cfg_addr(f, c + 16), 2), 2);
+	/* Write device_status through it. */
+	wr(f, cfg_addr(f, c + 8), VPCI_COMMON + VIRTIO_PCI_COMMON_STATUS, 4);
+	wr(f, cfg_addr(f, c + 12), 1, 4);
+	wr(f, cfg_addr(f, c + 16), VIRTIO_STATUS_ACKNOWLEDGE, 1);
+	assert_int_equal(status(f), VIRTIO_STATUS_ACKNOWLEDGE);
+	/* Bad windows read 0 and write nothing: length 3, misaligned, past the BAR, BAR 5. */
+	wr(f, cfg_addr(f, c + 12), 3, 4);
+	assert_int_equal(rd(f, cfg_addr(f, c + 16), 4), 0);
+	wr(f, cfg_addr(f, c + 8), 0x15, 4);
+	wr(f, cfg_addr(f, c + 12), 2, 4);
+	assert_int_equal(rd(f, cfg_addr(f, c + 16), 4), 0);
+	wr(f, cfg_addr(f, c + 8), 0xfffffffc, 4);
+	wr(f, cfg_addr(f, c + 12), 4, 4);
+	wr(f, cfg_addr(f, c + 16), 0, 4);
+	assert_int_equal(rd(f, cfg_addr(f, c + 16), 4), 0);
+	wr(f, cfg_addr(f, c + 4), 5, 1);
+	wr(f, cfg_addr(f, c + 8), 0, 4);
+	assert_int_equal(rd(f, cfg_addr(f, c + 16), 4), 0);
+	assert_int_equal(status(f), VIRTIO_STATUS_ACKNOWLEDGE);
+	/* Through it to the MSI-X table. */
+	wr(f, cfg_addr(f, c + 4), VPCI_MSIX_BAR, 1);
+	wr(f, cfg_addr(f, c + 8), 12, 4);
+	assert_int_equal(rd(f, cfg_addr(f, c + 16), 4), PCI_MSIX_ENTRY_MASKED);
+}
+
+static void test_pause_resume(void **state)
+{
+	struct fx *f = *state;
+
+	bring_up(f);
+	assert_int_equal(virtio_pci_pause(&f->vp), 0);
+	offer(f, 0, 1, BUF, 8);
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 0);
+	assert_int_equal(used_idx(f, 0), 0);
+	assert_int_equal(virtio_pci_resume(&f->vp), 0);
+	/* The kick waited in the eventfd. */
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(used_idx(f, 0), 1);
+}
+
+static void test_irq_router(void **state)
+{
+	struct fx *f = *state;
+	struct kvm_irq_routing *t = calloc(1, irq_routing_table_size());
+	uint32_t gsi, gsi2;
+	unsigned pic = 0, ioapic = 0;
+
+	assert_non_null(t);
+	irq_build_routing(&f->irq, t);
+	for (unsigned i = 0; i < t->nr; i++) {
+		assert_int_equal(t->entries[i].type, KVM_IRQ_ROUTING_IRQCHIP);
+		if (t->entries[i].u.irqchip.irqchip == KVM_IRQCHIP_IOAPIC) {
+			assert_int_equal(t->entries[i].u.irqchip.pin, t->entries[i].gsi);
+			ioapic++;
+		} else {
+			assert_int_equal(t->entries[i].u.irqchip.pin, t->entries[i].gsi % 8);
+			pic++;
+		}
+	}
+	assert_int_equal(ioapic, 24);
+	assert_int_equal(pic, 16);
+
+	assert_true(irq_msi_valid(0xfee00000, 0, 0x30));
+	assert_true(irq_msi_valid(0xfeeff00c, 0, 0x1ff));
+	assert_false(irq_msi_valid(0xfed00000, 0, 0x30));
+	assert_false(irq_msi_valid(0xfee00000, 1, 0x30));
+	assert_false(irq_msi_valid(0xfee00000, 0, 0x0f));
+	assert_false(irq_msi_valid(0xfee00000, 0, 0x430));   /* SMI */
+	assert_false(irq_msi_valid(0xfee00000, 0, 0x10030)); /* reserved bits */
+
+	assert_int_equal(irq_msi_alloc(&f->irq, &gsi), 0);
+	assert_true(gsi >= IRQ_FIRST_MSI_GSI);
+	assert_int_equal(irq_msi_route(&f->irq, gsi, 0xfee00000, 0, 0x30), 0);
+	irq_build_routing(&f->irq, t);
+	assert_int_equal(t->nr, 40 + 1 + 0);
+	assert_int_equal(t->entries[40].gsi, gsi);
+	/* The same route again costs no commit; a bad one withdraws it. */
+	{
+		unsigned n = f->irq.nr_commits;
+
+		assert_int_equal(irq_msi_route(&f->irq, gsi, 0xfee00000, 0, 0x30), 0);
+		assert_int_equal(f->irq.nr_commits, n);
+		assert_int_equal(irq_msi_route(&f->irq, gsi, 0, 0, 0), -EINVAL);
+		assert_int_equal(f->irq.nr_commits, n + 1);
+	}
+	irq_build_routing(&f->irq, t);
+	assert_int_equal(t->nr, 40);
+	/* Unallocated or out-of-range GSIs are refused. */
+	assert_int_equal(irq_msi_route(&f->irq, 3, 0xfee00000, 0, 0x30), -EINVAL);
+	assert_int_equal(irq_msi_route(&f->irq, 100000, 0xfee00000, 0, 0x30), -EINVAL);
+	irq_msi_free(&f->irq, gsi);
+	assert_int_equal(irq_msi_route(&f->irq, gsi, 0xfee00000, 0, 0x30), -EINVAL);
+	assert_int_equal(irq_msi_alloc(&f->irq, &gsi2), 0);
+	assert_int_equal(gsi2, gsi);  /* freed GSIs are reused */
+	irq_msi_free(&f->irq, gsi2);
+	assert_int_equal(irq_ioeventfd_assign(&f->irq, 1, 0, 3, false), -EINVAL);
+	free(t);
+}
+
+/* The real virtio-rng, end to end over the transport. */
+static void test_rng_device(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	char err[128] = "";
+	uint8_t *buf;
+	unsigned distinct = 0;
+	bool seen[256] = { false };
+
+	(void)state;
+	assert_non_null(f);
+	fx_bus(f);
+	assert_int_equal(virtio_rng_kind.create(&f->vm, "x=1", &f->vdev, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "x=1"));
+	assert_int_equal(virtio_rng_kind.create(&f->vm, "", &f->vdev, err, sizeof(err)), 0);
+	assert_int_equal(virtio_pci_init(&f->vp, &f->vdev, &f->pb, &f->irq, f->vm.loop), 0);
+	f->bar0 = pci_bar_decode(&f->vp.pci, VPCI_MSIX_BAR);
+	f->bar2 = pci_bar_decode(&f->vp.pci, VPCI_BAR);
+	assert_int_equal(rd(f, cfg_addr(f, PCI_DEVICE_ID), 2), 0x1044);
+
+	assert_true(negotiate(f, 1ULL << VIRTIO_F_VERSION_1) & VIRTIO_STATUS_FEATURES_OK);
+	msix_enable(f, 0);
+	program_vector(f, 0, 0xfee00000, 0x40, false);
+	program_vector(f, 1, 0xfee00000, 0x41, false);
+	setup_queue(f, 0, 1);
+	CW(f, VIRTIO_PCI_COMMON_STATUS, 0x0f, 1);
+	offer(f, 0, 1, BUF, 4096);
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(used_idx(f, 0), 1);
+	assert_int_equal(get_le(gpa(f, USED + 8, 4), 4), 4096);
+	buf = gpa(f, BUF, 4096);
+	for (unsigned i = 0; i < 4096; i++) {
+		distinct += !seen[buf[i]];
+		seen[buf[i]] = true;
+	}
+	assert_true(distinct > 200);
+	assert_int_equal(irqs(f, 1), 1);
+	/* Hostile chain: the device needs a reset. */
+	offer(f, 0, 2, RAM_SIZE - 16, 64);
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 1);
+	assert_true(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+
+	pci_bus_destroy(&f->pb);
+	assert_int_equal(nr_ioeventfds(&f->kvm), 0);
+	irq_router_destroy(&f->irq);
+	bus_destroy(&f->pio);
+	bus_destroy(&f->mmio);
+	evloop_destroy(f->vm.loop);
+	gmem_destroy(&f->vm.mem);
+	free(f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_identity_bars_and_caps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_feature_negotiation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue_register_validation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kick_used_and_msix, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msix_mask_pba_and_garbage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_chain_needs_reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reset_from_every_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_activate_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_notify_trap_path, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bar_moves_ioeventfds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_config_and_generation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pci_cfg_access_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_irq_router, setup, teardown),
+		cmocka_unit_test(test_rng_device),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
