@@ -11,7 +11,8 @@ fi
 
 # Guest benchmarks need /dev/kvm: run them in the nested KVM host if there is none.
 if [ -x "$BUILD/vmm" ]; then
-	tests/nested/kvm-host.sh -- sh -c 'bench/boot.sh; bench/smoke.sh' || status=1
+	tests/nested/kvm-host.sh -- sh -c 'bench/boot.sh; bench/smoke.sh; bench/blk.sh' || status=1
+	tests/nested/kvm-host.sh -- bench/net.sh || status=1
 fi
 
 exit $status

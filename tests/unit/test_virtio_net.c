@@ -75,7 +75,8 @@ struct fx {
 	struct vm vm;
 	struct virtio_dev vdev;
 	bool created;
-	int peer;             /* our end of the socketpair (or a packet socket) */
+	int peer;             /* our end of the socketpair */
+	int dev_fd;           /* the device's end (owned by the device) */
 	struct drvq q[2];
 	int signals[2];
 	int resets;
@@ -165,6 +166,7 @@ static struct fx *fx_pair(const char *args)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 	assert_int_equal(virtio_net_create_on_fd(&f->vm, sv[0], args, &f->vdev, err, sizeof(err)), 0);
 	f->peer = sv[1];
+	f->dev_fd = sv[0];
 	fx_hook(f);
 	return f;
 }
@@ -669,6 +671,58 @@ static void test_tx_malformed_ring(void **state)
 	assert_int_equal(f->resets, 1);
 	kick(f, VIRTIO_NET_TXQ);
 	assert_int_equal(f->resets, 1);
+}
+
+/* The tap would block: the frame waits (no completion, no spinning) until the fd is writable. */
+static void test_tx_backpressure(void **state)
+{
+	struct fx *f = *state;
+	struct virtio_net_hdr h = { 0 };
+	const unsigned total = QSIZE - 1;
+	uint8_t frame[64], got[256];
+	unsigned sent, received = 0;
+	uint32_t id, len;
+	int sndbuf = 4096;
+
+	/* A small send buffer: the socket fills after a few frames. */
+	assert_int_equal(setsockopt(f->dev_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+	activate(f, F_BASE);
+	for (unsigned i = 0; i < total; i++) {
+		uint64_t gpa = TX_BUF + 0x100ull * i;
+
+		make_frame(frame, sizeof(frame), (uint8_t)i);
+		wr(f, gpa, &h, HDR);
+		wr(f, gpa + HDR, frame, sizeof(frame));
+		add_chain(f, VIRTIO_NET_TXQ, (struct seg[]){ { gpa, HDR + sizeof(frame), false } }, 1);
+	}
+	kick(f, VIRTIO_NET_TXQ);
+	sent = used_pending(f, VIRTIO_NET_TXQ);
+	assert_true(sent > 0 && sent < total);
+	assert_int_equal(stats(f).tx_packets, sent);
+	assert_int_equal(stats(f).tx_dropped, 0);
+	/* Nothing to do until the peer reads. */
+	assert_int_equal(run_loop(f), 0);
+	kick(f, VIRTIO_NET_TXQ);
+	assert_int_equal(used_pending(f, VIRTIO_NET_TXQ), sent);
+	while (received < total) {
+		ssize_t n = peer_recv(f, got, sizeof(got));
+
+		if (n < 0) {
+			assert_true(run_loop(f) > 0);
+			continue;
+		}
+		assert_int_equal(n, HDR + sizeof(frame));
+		make_frame(frame, sizeof(frame), (uint8_t)received);
+		assert_memory_equal(got + HDR, frame, sizeof(frame));
+		received++;
+	}
+	assert_int_equal(used_pending(f, VIRTIO_NET_TXQ), total);
+	for (unsigned i = 0; i < total; i++) {
+		used_next(f, VIRTIO_NET_TXQ, &id, &len);
+		assert_int_equal(id, i);
+	}
+	assert_int_equal(stats(f).tx_packets, total);
+	assert_int_equal(run_loop(f), 0);
 }
 
 /* The peer hangs up: no spinning on EPOLLHUP; frames are dropped and returned. */
@@ -1288,6 +1342,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tx_csum_not_negotiated, setup_pair, teardown),
 		cmocka_unit_test_setup_teardown(test_tx_writable_chain_needs_reset, setup_pair, teardown),
 		cmocka_unit_test_setup_teardown(test_tx_malformed_ring, setup_pair, teardown),
+		cmocka_unit_test_setup_teardown(test_tx_backpressure, setup_pair, teardown),
 		cmocka_unit_test_setup_teardown(test_tx_peer_gone, setup_pair, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_frame, setup_pair, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_header_fixup, setup_pair, teardown),
