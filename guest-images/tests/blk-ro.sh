@@ -1,6 +1,7 @@
 #!/bin/sh
-# A read-only virtio-blk disk: the guest sees it read-only, reads work, and
-# writes fail (the host checks the image is unchanged).
+# A read-only virtio-blk disk holding an ext4 file system: the guest sees it
+# read-only, reads work, raw and file-system writes fail (the host checks the
+# image is unchanged).
 dev=/dev/vda
 [ -b $dev ] || { echo "blk-ro: no $dev"; exit 1; }
 echo "vda_ro=$(cat /sys/block/vda/ro)"
@@ -16,11 +17,18 @@ if dd if=/dev/zero of=$dev bs=4k count=1 seek=1 oflag=direct 2>/dev/null; then
 else
 	echo "write_setrw=refused"
 fi
+# A rw mount falls back to read-only; the file system reads but takes no writes.
 mkdir -p /mnt/disk
 if mount -t ext4 -o rw /dev/vda /mnt/disk 2>/dev/null; then
-	echo "mount_rw=accepted"
+	echo "mount_opts=$(awk '$2 == "/mnt/disk" { split($4, o, ","); print o[1] }' /proc/mounts)"
+	echo "ro_txt=$(cat /mnt/disk/ro.txt)"
+	if touch /mnt/disk/new 2>/dev/null; then
+		echo "fs_write=accepted"
+	else
+		echo "fs_write=refused"
+	fi
 	umount /mnt/disk
 else
-	echo "mount_rw=refused"
+	echo "mount_opts=failed"
 fi
 exit 0
