@@ -623,6 +623,7 @@ static void vpci_bar_io(struct pci_device *d, unsigned bar, uint64_t off, uint8_
 			memset(data, 0, len);
 		} else if (in % VPCI_NOTIFY_MULTIPLIER == 0 &&
 			   in / VPCI_NOTIFY_MULTIPLIER < vp->vdev->num_queues) {
+			__atomic_add_fetch(&vp->nr_trapped_kicks, 1, __ATOMIC_RELAXED);
 			notifier_signal(&vp->queues[in / VPCI_NOTIFY_MULTIPLIER].kick);
 		} else {
 			pr_guest_err("%s: notify write at %#x matches no queue; ignored", vp->name, in);
@@ -932,6 +933,8 @@ void virtio_pci_uninit(struct virtio_pci *vp)
 	if (!vp->initialised)
 		return;
 	vp->initialised = false;
+	pr_info("%s: %u kicks trapped to userspace (the rest came through ioeventfds), "
+		"%u interrupts dropped", vp->name, vp->nr_trapped_kicks, vp->nr_dropped);
 	virtio_pci_reset(vp);
 	if (vp->notify_addr)
 		assign_ioeventfds(vp, vp->notify_addr, false);

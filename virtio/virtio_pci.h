@@ -176,6 +176,7 @@ struct virtio_pci {
 	bool msix_enabled, msix_masked;
 	uint16_t config_vector;      /* guarded by msix_lock */
 	unsigned nr_dropped;         /* signals lost to an invalid or missing route */
+	unsigned nr_trapped_kicks;   /* notifies that exited to userspace (not via ioeventfd) */
 
 	bool paused;                 /* virtio_pci_pause() taken: kicks not watched */
 	bool initialised;            /* virtio_pci_init() succeeded, uninit not yet run */

@@ -837,6 +837,7 @@ static void test_notify_trap_path(void **state)
 	wr(f, f->bar2 + VPCI_NOTIFY, 0, 4);
 	assert_int_equal(run_loop(f), 1);
 	assert_int_equal(used_idx(f, 0), 1);
+	assert_int_equal(f->vp.nr_trapped_kicks, 1);
 	/* Notifications for queues that do not exist or at odd offsets: ignored. */
 	wr(f, f->bar2 + VPCI_NOTIFY + 8, 0, 4);
 	wr(f, f->bar2 + VPCI_NOTIFY + 0xffc, 0, 4);
