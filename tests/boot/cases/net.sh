@@ -140,7 +140,7 @@ case_net_xfer() {
 net_usage_error() {
 	local needle=$1 out rc
 	shift
-	out=$("$VMM" --kernel "$KERNEL" --initramfs "$INITRD" "$@" </dev/null 2>&1 >/dev/null)
+	out=$("$VMM" --kernel "$KERNEL" --initramfs "$INITRD" --timeout 120 "$@" </dev/null 2>&1 >/dev/null)
 	rc=$?
 	if [ "$rc" -ne 2 ]; then
 		boot_fail "'vmm $*' exited $rc, expected 2 ($out)"
