@@ -379,7 +379,7 @@ static void blk_reset(struct virtio_dev *vdev)
 {
 	struct blk_dev *blk = vdev->priv;
 
-	/* The queues are reset already: wait for in-flight I/O, push nothing. */
+	/* The transport resets the queues next: wait for in-flight I/O, push nothing. */
 	blk->dropping = true;
 	quiesce(blk);
 	blk->dropping = false;

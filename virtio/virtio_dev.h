@@ -52,7 +52,11 @@ struct virtio_dev_ops {
 	const char *name;              /* "virtio-blk": for messages */
 	uint16_t device_id;            /* VIRTIO_ID_* */
 
-	/* Back to the state after creation; queues are already reset by the transport. */
+	/*
+	 * Back to the state after creation. Kicks are already unwatched; the device
+	 * must stop its own event sources and wait out in-flight work, pushing
+	 * nothing: the transport resets the queues right after this returns.
+	 */
 	void (*reset)(struct virtio_dev *vdev);
 	/*
 	 * DRIVER_OK: features are final (vdev->driver_features) and the enabled

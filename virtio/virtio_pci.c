@@ -204,12 +204,17 @@ static void reset_locked(struct virtio_pci *vp)
 
 	unwatch_queues(vp);
 	vp->live = false;
+	/*
+	 * The device first: it stops its own event sources (a tap, I/O
+	 * completions) that could still be touching the queues on the event-loop
+	 * thread. Only then are the queues cleared under nobody's feet.
+	 */
+	if (vdev->ops->reset)
+		vdev->ops->reset(vdev);
 	for (unsigned q = 0; q < vdev->num_queues; q++) {
 		virtq_reset(&vdev->vqs[q]);
 		notifier_reset(&vp->queues[q].kick);
 	}
-	if (vdev->ops->reset)
-		vdev->ops->reset(vdev);
 	vp->status = 0;
 	vp->driver_features = 0;
 	vdev->driver_features = 0;
