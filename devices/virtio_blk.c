@@ -763,7 +763,7 @@ err_copy:
 const struct virtio_dev_kind virtio_blk_kind = {
 	.option = "disk",
 	.metavar = "path=PATH[,readonly=on][,serial=ID][,queues=N][,io=uring|threads]",
-	.help = "virtio-blk disk on a raw image (repeatable; queues default to one per vCPU)",
+	.help = "virtio-blk disk on a raw image (queues default to one per vCPU)",
 	.repeatable = true,
 	.create = blk_create,
 };

@@ -135,7 +135,7 @@ static int rng_create(struct vm *vm, const char *args, struct virtio_dev *vdev, 
 
 const struct virtio_dev_kind virtio_rng_kind = {
 	.option = "rng",
-	.metavar = "[]",
+	.metavar = "",
 	.help = "a virtio-rng device fed by the host's getrandom()",
 	.repeatable = false,
 	.create = rng_create,

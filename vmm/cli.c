@@ -3,6 +3,7 @@
 #include "devices/virtio_kinds.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -184,8 +185,8 @@ void cli_usage(FILE *f)
 	for (size_t i = 0; virtio_dev_kinds[i]; i++) {
 		const struct virtio_dev_kind *k = virtio_dev_kinds[i];
 
-		fprintf(f, "  --%s %s\n  %-20s %s%s\n", k->option, k->metavar, "", k->help,
-			k->repeatable ? " (repeatable)" : "");
+		fprintf(f, "  --%s%s%s\n  %-20s %s%s\n", k->option, k->metavar[0] ? " " : "", k->metavar, "",
+			k->help, k->repeatable ? " (repeatable)" : "");
 	}
 	fprintf(f, "\nConsole: Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A.\n"
 		   "Exit status: the guest's (power-off 0, exit device N), 1 failure, 2 bad input,\n"
@@ -221,6 +222,7 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, char *er
 		const char *a = argv[i], *eq, *val;
 		const struct virtio_dev_kind *kind;
 		const struct cli_option *o;
+		bool optional;
 		char msg[200];
 		size_t len;
 
@@ -246,14 +248,18 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, char *er
 					}
 				}
 			}
-			/* A device option's value is optional ("--rng"), given with '=' or as the next word. */
+			/*
+			 * The value comes with '=' or as the next word; it is optional when the
+			 * metavar is empty or bracketed ("--rng").
+			 */
+			optional = !kind->metavar[0] || kind->metavar[0] == '[';
 			if (eq)
 				val = eq + 1;
-			else if (kind->metavar[0] != '[' && i + 1 < argc)
+			else if (!optional && i + 1 < argc)
 				val = argv[++i];
-			else if (kind->metavar[0] == '[' && i + 1 < argc && strncmp(argv[i + 1], "--", 2))
+			else if (optional && i + 1 < argc && strncmp(argv[i + 1], "--", 2))
 				val = argv[++i];
-			else if (kind->metavar[0] == '[')
+			else if (optional)
 				val = "";
 			else {
 				fail(err, errlen, "--%s needs a value: --%s %s", kind->option, kind->option,

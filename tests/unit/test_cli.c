@@ -5,6 +5,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "virtio/virtio_dev.h"
 #include "vmm/cli.h"
 
 static enum cli_result parse(struct vm_config *cfg, char *err, const char *a1, const char *a2,
@@ -120,6 +121,30 @@ static void test_errors_name_the_option(void **state)
 	}
 }
 
+static void test_device_options(void **state)
+{
+	char *argv[] = { "vmm", "--kernel", "k", "--rng", "--disk", "path=a.img", "--disk=path=b.img,readonly=on",
+			 "--cpus", "2" };
+	struct vm_config cfg;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(cli_parse(ARRAY_SIZE(argv), argv, &cfg, err, sizeof(err)), CLI_RUN);
+	assert_int_equal(cfg.ndevices, 3);
+	assert_string_equal(cfg.devices[0].kind->option, "rng");
+	assert_string_equal(cfg.devices[0].args, "");   /* optional value, next word is an option */
+	assert_string_equal(cfg.devices[1].kind->option, "disk");
+	assert_string_equal(cfg.devices[1].args, "path=a.img");
+	assert_string_equal(cfg.devices[2].args, "path=b.img,readonly=on");
+	assert_int_equal(cfg.ncpus, 2);
+
+	/* A required value missing, a non-repeatable device given twice. */
+	assert_int_equal(parse(&cfg, err, "--kernel", "k", "--disk", NULL), CLI_ERROR);
+	assert_non_null(strstr(err, "--disk needs a value"));
+	assert_int_equal(parse(&cfg, err, "--kernel", "k", "--rng", "--rng"), CLI_ERROR);
+	assert_non_null(strstr(err, "--rng given twice"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -128,6 +153,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_all_options),
 		cmocka_unit_test(test_errors_name_the_option),
+		cmocka_unit_test(test_device_options),
 	};
 	return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }
