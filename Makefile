@@ -9,6 +9,15 @@
 # built; drop tests/unit/test_NAME.c and it becomes a unit test.
 
 CC      ?= cc
+V       ?= 0
+# Quiet by default: one short line per step; `make V=1` shows the commands.
+ifeq ($(V),0)
+Q := @
+say = @printf '  %-6s %s\n' $(1) $(2);
+else
+Q :=
+say :=
+endif
 CLANG   ?= clang
 BUILD   ?= build
 
@@ -40,13 +49,13 @@ all: $(BUILD)/vmm
 define variant
 $(BUILD)/$(1)/%.o: %.c
 	@mkdir -p $$(@D)
-	$(2) $(3) -c $$< -o $$@
+	$$(call say,CC,$(1)/$$<)$(2) $(3) -c $$< -o $$@
 $(BUILD)/$(1)/libchannel.a: $(CHANNEL_SRCS:%.c=$(BUILD)/$(1)/%.o)
 	@rm -f $$@
-	ar rcs $$@ $$^
+	$$(call say,AR,$$@)ar rcs $$@ $$^
 $(BUILD)/$(1)/libcore.a: $(CORE_SRCS:%.c=$(BUILD)/$(1)/%.o)
 	@rm -f $$@
-	ar rcs $$@ $$^
+	$$(call say,AR,$$@)ar rcs $$@ $$^
 -include $(shell find $(BUILD)/$(1) -name '*.d' 2>/dev/null)
 endef
 $(eval $(call variant,rel,$(CC),$(REL_CFLAGS)))
@@ -56,33 +65,35 @@ $(eval $(call variant,tsan,$(CC),$(TSAN_CFLAGS)))
 $(eval $(call variant,fuzz,$(CLANG),$(FUZZ_CFLAGS)))
 
 $(BUILD)/vmm: $(BUILD)/rel/vmm/main.o $(BUILD)/rel/libcore.a $(BUILD)/rel/libchannel.a
-	$(CC) $(REL_CFLAGS) -o $@ $^ $(LIBS)
+	$(call say,LD,$@)$(CC) $(REL_CFLAGS) -o $@ $^ $(LIBS)
 
 # --- unit tests: plain and under ASan+UBSan -----------------------------------
 # channel/ stands alone, so its tests link only libchannel.
 $(BUILD)/test/bin/test_channel%: $(BUILD)/test/tests/unit/test_channel%.o $(BUILD)/test/libchannel.a
 	@mkdir -p $(@D)
-	$(CC) $(TEST_CFLAGS) -o $@ $^ -lcmocka $(LIBS)
+	$(call say,LD,$@)$(CC) $(TEST_CFLAGS) -o $@ $^ -lcmocka $(LIBS)
 $(BUILD)/asan/bin/test_channel%: $(BUILD)/asan/tests/unit/test_channel%.o $(BUILD)/asan/libchannel.a
 	@mkdir -p $(@D)
-	$(CC) $(ASAN_CFLAGS) -o $@ $^ -lcmocka $(LIBS)
+	$(call say,LD,$@)$(CC) $(ASAN_CFLAGS) -o $@ $^ -lcmocka $(LIBS)
 $(BUILD)/tsan/bin/test_channel%: $(BUILD)/tsan/tests/unit/test_channel%.o $(BUILD)/tsan/libchannel.a
 	@mkdir -p $(@D)
-	$(CC) $(TSAN_CFLAGS) -o $@ $^ -lcmocka $(LIBS)
+	$(call say,LD,$@)$(CC) $(TSAN_CFLAGS) -o $@ $^ -lcmocka $(LIBS)
 $(BUILD)/test/bin/%: $(BUILD)/test/tests/unit/%.o $(BUILD)/test/libcore.a $(BUILD)/test/libchannel.a
 	@mkdir -p $(@D)
-	$(CC) $(TEST_CFLAGS) -o $@ $^ -lcmocka $(LIBS)
+	$(call say,LD,$@)$(CC) $(TEST_CFLAGS) -o $@ $^ -lcmocka $(LIBS)
 $(BUILD)/asan/bin/%: $(BUILD)/asan/tests/unit/%.o $(BUILD)/asan/libcore.a $(BUILD)/asan/libchannel.a
 	@mkdir -p $(@D)
-	$(CC) $(ASAN_CFLAGS) -o $@ $^ -lcmocka $(LIBS)
+	$(call say,LD,$@)$(CC) $(ASAN_CFLAGS) -o $@ $^ -lcmocka $(LIBS)
 $(BUILD)/tsan/bin/%: $(BUILD)/tsan/tests/unit/%.o $(BUILD)/tsan/libcore.a $(BUILD)/tsan/libchannel.a
 	@mkdir -p $(@D)
-	$(CC) $(TSAN_CFLAGS) -o $@ $^ -lcmocka $(LIBS)
+	$(call say,LD,$@)$(CC) $(TSAN_CFLAGS) -o $@ $^ -lcmocka $(LIBS)
 $(BUILD)/fuzz/bin/%: $(BUILD)/fuzz/tests/fuzz/%.o $(BUILD)/fuzz/libcore.a $(BUILD)/fuzz/libchannel.a
 	@mkdir -p $(@D)
-	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+	$(call say,LD,$@)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS)
 
 .PRECIOUS: $(BUILD)/%.o $(BUILD)/%.a
+# Keep objects that are only intermediate to a test binary.
+.SECONDARY:
 unit-plain: $(UNIT_NAMES:%=$(BUILD)/test/bin/%)
 unit-asan: $(UNIT_NAMES:%=$(BUILD)/asan/bin/%)
 unit: unit-plain unit-asan
@@ -118,7 +129,7 @@ test: setup
 
 $(BUILD)/bench/channel: $(BUILD)/rel/bench/channel.o $(BUILD)/rel/libchannel.a
 	@mkdir -p $(@D)
-	$(CC) $(REL_CFLAGS) -o $@ $^ $(LIBS)
+	$(call say,LD,$@)$(CC) $(REL_CFLAGS) -o $@ $^ $(LIBS)
 
 bench: setup all guest-images $(BUILD)/bench/channel
 	BUILD=$(BUILD) bench/run.sh
