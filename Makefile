@@ -20,6 +20,7 @@ say :=
 endif
 CLANG   ?= clang
 BUILD   ?= build
+NPROC   := $(shell nproc 2>/dev/null || echo 2)
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-missing-field-initializers
@@ -124,7 +125,7 @@ boot-tests: all guest-images
 	tests/boot/run.sh
 
 test: setup
-	@$(MAKE) --no-print-directory all unit-plain unit-asan fuzz guest-images
+	@$(MAKE) --no-print-directory -j$(NPROC) all unit-plain unit-asan fuzz guest-images
 	@tests/run-all.sh
 
 $(BUILD)/bench/channel: $(BUILD)/rel/bench/channel.o $(BUILD)/rel/libchannel.a

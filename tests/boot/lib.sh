@@ -6,6 +6,9 @@
 #   guest_test NAME LOG ARGS  boot the generic kernel + initramfs running /tests/NAME
 #   expect_marker LOG NAME    the guest test NAME ran and ended with rc=0
 #   log_value LOG KEY         the value of a "KEY=value" line the guest printed
+#   expect_value KEY VAL LOG  the guest printed KEY=VAL (else the case fails)
+#   guest_ran LOG NAME        vmm exited 0 and guest test NAME ended with rc=0
+#   expect_usage_error NEEDLE ARGS...  vmm ARGS exits 2 with one line containing NEEDLE
 set -u
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -16,7 +19,13 @@ KERNEL=$GUEST/vmlinuz-generic
 INITRD=$GUEST/initramfs-generic.cpio.gz
 KERNEL_CLOUD=$GUEST/vmlinuz-cloud
 INITRD_CLOUD=$GUEST/initramfs-cloud.cpio.gz
-WORK=$BUILD/boot-work
+# Scratch images and logs. In the nested host, build/ is a 9p share: keep the
+# heavy traffic on L1's own tmpfs and only the verdicts on the share.
+if [ -n "${KVM_HOST_NESTED:-}" ]; then
+	WORK=${TMPDIR:-/tmp}/boot-work
+else
+	WORK=$BUILD/boot-work
+fi
 RESULTS=$BUILD/boot-results.txt
 # Emulated nested KVM is slow: budgets are generous, verdicts are not.
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
@@ -66,6 +75,44 @@ expect_marker() {
 
 log_value() {
 	sed -n "s/^$2=//p" "$1" | tr -d '\r' | head -n 1
+}
+
+expect_value() {
+	local got
+	got=$(log_value "$3" "$1")
+	[ "$got" = "$2" ] && return 0
+	boot_fail "guest $1='$got', expected '$2'" "$3"
+	return 1
+}
+
+guest_ran() {
+	if [ "$RC" -ne 0 ]; then
+		boot_fail "vmm exited $RC, expected 0: $(tail -n 1 "$1.stderr")" "$1"
+		return 1
+	fi
+	expect_marker "$1" "$2" && return 0
+	boot_fail "no VMMTEST-END $2 rc=0 marker" "$1"
+	return 1
+}
+
+expect_usage_error() {
+	local needle=$1 out rc
+	shift
+	out=$(timeout 120 "$VMM" "$@" </dev/null 2>&1 >/dev/null)
+	rc=$?
+	if [ "$rc" -ne 2 ]; then
+		boot_fail "'vmm $*' exited $rc, expected 2 ($out)"
+		return 1
+	fi
+	if ! grep -qF -- "$needle" <<<"$out"; then
+		boot_fail "'vmm $*' said '$out', expected it to mention '$needle'"
+		return 1
+	fi
+	if [ "$(wc -l <<<"$out")" -ne 1 ]; then
+		boot_fail "'vmm $*' printed more than one line: $out"
+		return 1
+	fi
+	return 0
 }
 
 run_case() {

@@ -11,6 +11,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BOOT_JOBS=${BOOT_JOBS:-2}
+CASE_TIMEOUT=${CASE_TIMEOUT:-900}
 OUT=$WORK/suite-out
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -28,15 +29,21 @@ selected() {
 
 # Runs the selected cases of one file; each case's report is printed whole when it ends.
 run_file() {
-	local file=$1 name
+	local file=$1 name rc
 	shift
-	# shellcheck disable=SC1090
-	source "$file"
 	for name in $(grep -o '^case_[A-Za-z0-9_]*' "$file" | sed 's/^case_//'); do
 		selected "$name" "$@" || continue
 		# Already decided: this is a rerun after the nested host died mid-suite.
 		grep -q "^[A-Z]* boot:$name\(:\|$\)" "$RESULTS" 2>/dev/null && continue
-		run_case "$name" >"$OUT/$name.txt" 2>&1
+		# Each case in its own shell under a deadline, so one that hangs fails alone.
+		timeout -k 10 "$CASE_TIMEOUT" bash -c \
+			'source "$1"; source "$2"; run_case "$3"' _ "$REPO/tests/boot/lib.sh" "$file" "$name" \
+			>"$OUT/$name.txt" 2>&1
+		rc=$?
+		if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+			echo "FAIL boot:$name: no verdict within $CASE_TIMEOUT s (hung)" >>"$RESULTS"
+			echo "  FAIL $name: no verdict within $CASE_TIMEOUT s (hung)" >>"$OUT/$name.txt"
+		fi
 		{ echo "boot: $name"; cat "$OUT/$name.txt"; } | flock "$OUT/.print" cat
 	done
 }

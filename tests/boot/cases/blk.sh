@@ -20,26 +20,6 @@ blk_same() {
 	cmp -s -n "$4" -i "$3:$3" "$1" "$2"
 }
 
-# blk_expect KEY VALUE LOG: the guest printed KEY=VALUE; fails the case otherwise.
-blk_expect() {
-	local got
-	got=$(log_value "$3" "$1")
-	[ "$got" = "$2" ] && return 0
-	boot_fail "guest $1='$got', expected '$2'" "$3"
-	return 1
-}
-
-# blk_ran LOG NAME: vmm exited 0 (power-off) and the guest test ended with rc=0.
-blk_ran() {
-	if [ "$RC" -ne 0 ]; then
-		boot_fail "vmm exited $RC, expected 0: $(tail -n 1 "$1.stderr")" "$1"
-		return 1
-	fi
-	expect_marker "$1" "$2" && return 0
-	boot_fail "no VMMTEST-END $2 rc=0 marker" "$1"
-	return 1
-}
-
 blk_setup() {
 	rm -rf "$BLK_WORK"
 	mkdir -p "$BLK_WORK"
@@ -53,25 +33,25 @@ case_blk_read() {
 	guest_test blk-read "$log" --cpus 2 --memory 512M \
 		--disk "path=$img,serial=vmm-test-disk" \
 		--disk "path=$img2,readonly=on,serial=second,queues=1"
-	blk_ran "$log" blk-read || return
-	blk_expect vda_sectors 32768 "$log" || return
-	blk_expect vda_ro 0 "$log" || return
-	blk_expect vda_serial vmm-test-disk "$log" || return
-	blk_expect vda_queues 2 "$log" || return
-	blk_expect vda_lbs 512 "$log" || return
+	guest_ran "$log" blk-read || return
+	expect_value vda_sectors 32768 "$log" || return
+	expect_value vda_ro 0 "$log" || return
+	expect_value vda_serial vmm-test-disk "$log" || return
+	expect_value vda_queues 2 "$log" || return
+	expect_value vda_lbs 512 "$log" || return
 	[ "$(log_value "$log" vda_discard_max)" -gt 0 ] 2>/dev/null ||
 		{ boot_fail "no discard support seen by the guest" "$log"; return; }
 	[ "$(log_value "$log" vda_wz_max)" -gt 0 ] 2>/dev/null ||
 		{ boot_fail "no write-zeroes support seen by the guest" "$log"; return; }
-	blk_expect vda_sha256 "$(blk_range_sha "$img" 0 $((8 << 20)))" "$log" || return
+	expect_value vda_sha256 "$(blk_range_sha "$img" 0 $((8 << 20)))" "$log" || return
 	parts=$(for i in 0 1 2 3; do
 		dd if="$img" bs=64k skip=$((i * 32)) count=32 status=none | sha256sum
 	done | sha256sum | cut -d' ' -f1)
-	blk_expect vda_par_sha256 "$parts" "$log" || return
-	blk_expect vda_last_sha256 "$(blk_range_sha "$img" $(((16 << 20) - 512)) 512)" "$log" || return
-	blk_expect vdb_ro 1 "$log" || return
-	blk_expect vdb_serial second "$log" || return
-	blk_expect vdb_sha256 "$(sha256sum <"$img2" | cut -d' ' -f1)" "$log" || return
+	expect_value vda_par_sha256 "$parts" "$log" || return
+	expect_value vda_last_sha256 "$(blk_range_sha "$img" $(((16 << 20) - 512)) 512)" "$log" || return
+	expect_value vdb_ro 1 "$log" || return
+	expect_value vdb_serial second "$log" || return
+	expect_value vdb_sha256 "$(sha256sum <"$img2" | cut -d' ' -f1)" "$log" || return
 	boot_pass "8 MiB checksummed, 2 queues, serial and second disk seen"
 }
 
@@ -82,12 +62,12 @@ case_blk_write() {
 	head -c $((16 << 20)) /dev/urandom >"$orig"
 	cp "$orig" "$img"
 	guest_test blk-write "$log" --cpus 2 --memory 512M --disk "path=$img"
-	blk_ran "$log" blk-write || return
+	guest_ran "$log" blk-write || return
 	want=$(blk_pattern 262144 | sha256sum | cut -d' ' -f1)
-	blk_expect pattern_sha256 "$want" "$log" || return
-	blk_expect readback_sha256 "$want" "$log" || return
+	expect_value pattern_sha256 "$want" "$log" || return
+	expect_value readback_sha256 "$want" "$log" || return
 	zero=$(head -c $((1 << 20)) /dev/zero | sha256sum | cut -d' ' -f1)
-	blk_expect zero_sha256 "$zero" "$log" || return
+	expect_value zero_sha256 "$zero" "$log" || return
 	# After power-off, the data is in the file.
 	[ "$(blk_range_sha "$img" $((1 << 20)) $((4 << 20)))" = "$want" ] ||
 		{ boot_fail "image bytes [1 MiB, 5 MiB) are not the guest's pattern" "$log"; return; }
@@ -117,10 +97,10 @@ case_blk_ext4() {
 	mke2fs -q -F -t ext4 -d "$tree" "$img" 32M >/dev/null 2>&1 ||
 		{ boot_fail "mke2fs -d failed on the host"; return; }
 	guest_test blk-ext4 "$log" --cpus 2 --memory 512M --disk "path=$img,serial=ext4"
-	blk_ran "$log" blk-ext4 || return
-	blk_expect hello "hello from the host" "$log" || return
-	blk_expect data_sha256 "$data_sha" "$log" || return
-	blk_expect umount ok "$log" || return
+	guest_ran "$log" blk-ext4 || return
+	expect_value hello "hello from the host" "$log" || return
+	expect_value data_sha256 "$data_sha" "$log" || return
+	expect_value umount ok "$log" || return
 	out=$(e2fsck -fn "$img" 2>&1) || { boot_fail "e2fsck -fn found problems: $(tail -n 3 <<<"$out")"; return; }
 	[ "$(debugfs -R 'cat /guest.txt' "$img" 2>/dev/null)" = "written by the guest" ] ||
 		{ boot_fail "debugfs: /guest.txt is not what the guest wrote" "$log"; return; }
@@ -143,34 +123,17 @@ case_blk_readonly() {
 		{ boot_fail "mke2fs -d failed on the host"; return; }
 	before=$(sha256sum <"$img" | cut -d' ' -f1)
 	guest_test blk-ro "$log" --cpus 1 --memory 512M --disk "path=$img,readonly=on"
-	blk_ran "$log" blk-ro || return
-	blk_expect vda_ro 1 "$log" || return
-	blk_expect vda_sha256 "$(blk_range_sha "$img" 0 $((4 << 20)))" "$log" || return
-	blk_expect write refused "$log" || return
-	blk_expect write_setrw refused "$log" || return
-	blk_expect mount_opts ro "$log" || return
-	blk_expect ro_txt read-only "$log" || return
-	blk_expect fs_write refused "$log" || return
+	guest_ran "$log" blk-ro || return
+	expect_value vda_ro 1 "$log" || return
+	expect_value vda_sha256 "$(blk_range_sha "$img" 0 $((4 << 20)))" "$log" || return
+	expect_value write refused "$log" || return
+	expect_value write_setrw refused "$log" || return
+	expect_value mount_opts ro "$log" || return
+	expect_value ro_txt read-only "$log" || return
+	expect_value fs_write refused "$log" || return
 	[ "$(sha256sum <"$img" | cut -d' ' -f1)" = "$before" ] ||
 		{ boot_fail "the read-only image changed" "$log"; return; }
 	boot_pass "reads work; raw and file-system writes refused; image unchanged"
-}
-
-# blk_usage_error NEEDLE ARGS...: vmm exits 2 with one line mentioning NEEDLE.
-blk_usage_error() {
-	local needle=$1 out rc
-	shift
-	out=$("$VMM" --kernel "$KERNEL" --initramfs "$INITRD" "$@" </dev/null 2>&1 >/dev/null)
-	rc=$?
-	if [ "$rc" -ne 2 ]; then
-		boot_fail "'vmm $*' exited $rc, expected 2 ($out)"
-		return 1
-	fi
-	if ! grep -qF -- "$needle" <<<"$out" || [ "$(wc -l <<<"$out")" -ne 1 ]; then
-		boot_fail "'vmm $*' said '$out', expected one line mentioning '$needle'"
-		return 1
-	fi
-	return 0
 }
 
 case_blk_bad_options() {
@@ -178,13 +141,13 @@ case_blk_bad_options() {
 	blk_setup
 	head -c $((1 << 20)) /dev/zero >"$img"
 	: >"$BLK_WORK/empty.img"
-	blk_usage_error "$BLK_WORK/missing.img: No such file" --disk "path=$BLK_WORK/missing.img" || return
-	blk_usage_error "path=" --disk "readonly=on" || return
-	blk_usage_error "readonly=maybe" --disk "path=$img,readonly=maybe" || return
-	blk_usage_error "frob" --disk "path=$img,frob=1" || return
-	blk_usage_error "queues=0" --disk "path=$img,queues=0" || return
-	blk_usage_error "serial=" --disk "path=$img,serial=0123456789abcdefghijk" || return
-	blk_usage_error "smaller than one" --disk "path=$BLK_WORK/empty.img" || return
-	blk_usage_error "Is a directory" --disk "path=$BLK_WORK" || return
+	expect_usage_error "$BLK_WORK/missing.img: No such file" --kernel "$KERNEL" --initramfs "$INITRD" --disk "path=$BLK_WORK/missing.img" || return
+	expect_usage_error "path=" --kernel "$KERNEL" --initramfs "$INITRD" --disk "readonly=on" || return
+	expect_usage_error "readonly=maybe" --kernel "$KERNEL" --initramfs "$INITRD" --disk "path=$img,readonly=maybe" || return
+	expect_usage_error "frob" --kernel "$KERNEL" --initramfs "$INITRD" --disk "path=$img,frob=1" || return
+	expect_usage_error "queues=0" --kernel "$KERNEL" --initramfs "$INITRD" --disk "path=$img,queues=0" || return
+	expect_usage_error "serial=" --kernel "$KERNEL" --initramfs "$INITRD" --disk "path=$img,serial=0123456789abcdefghijk" || return
+	expect_usage_error "smaller than one" --kernel "$KERNEL" --initramfs "$INITRD" --disk "path=$BLK_WORK/empty.img" || return
+	expect_usage_error "Is a directory" --kernel "$KERNEL" --initramfs "$INITRD" --disk "path=$BLK_WORK" || return
 	boot_pass
 }

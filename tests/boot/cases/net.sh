@@ -39,25 +39,6 @@ net_guest() {
 	RC=$?
 }
 
-# net_ran LOG NAME: vmm exited 0 and the guest test ended with rc=0.
-net_ran() {
-	if [ "$RC" -ne 0 ]; then
-		boot_fail "vmm exited $RC, expected 0: $(tail -n 1 "$1.stderr")" "$1"
-		return 1
-	fi
-	expect_marker "$1" "$2" && return 0
-	boot_fail "no VMMTEST-END $2 rc=0 marker" "$1"
-	return 1
-}
-
-net_expect() {
-	local got
-	got=$(log_value "$3" "$1")
-	[ "$got" = "$2" ] && return 0
-	boot_fail "guest $1='$got', expected '$2'" "$3"
-	return 1
-}
-
 # net_feature LOG BIT: the driver accepted virtio feature BIT (sysfs string, bit 0 first).
 net_feature() {
 	local bits
@@ -80,10 +61,10 @@ net_ping_body() {
 	net_guest net-ping "$log" "" --cpus 1 --memory 256M --net "tap=$NET_TAP,mac=$NET_MAC"
 	kill "$watch" 2>/dev/null
 	wait "$watch" 2>/dev/null
-	net_ran "$log" net-ping || return
-	net_expect mac "$NET_MAC" "$log" || return
-	net_expect ping ok "$log" || return
-	net_expect operstate up "$log" || return
+	guest_ran "$log" net-ping || return
+	expect_value mac "$NET_MAC" "$log" || return
+	expect_value ping ok "$log" || return
+	expect_value operstate up "$log" || return
 	# CSUM, GUEST_CSUM, MAC, GUEST_TSO4, HOST_TSO4, MRG_RXBUF, STATUS, EVENT_IDX, VERSION_1.
 	for bit in 0 1 5 7 11 15 16 29 32; do
 		net_feature "$log" $bit || { boot_fail "the driver did not accept feature bit $bit" "$log"; return; }
@@ -108,7 +89,7 @@ net_xfer_body() {
 	NETXFER_TIMEOUT=$BOOT_TIMEOUT net_in_ns "$NET_TOOL" send :5002 "$NET_BYTES" 2 >"$h2g" 2>&1 &
 	p2=$!
 	net_guest net-xfer "$log" "vmm.net_bytes=$NET_BYTES" --cpus 2 --memory 512M --net "tap=$NET_TAP"
-	if ! net_ran "$log" net-xfer; then
+	if ! guest_ran "$log" net-xfer; then
 		kill "$p1" "$p2" 2>/dev/null
 		wait "$p1" "$p2" 2>/dev/null
 		return
@@ -116,9 +97,9 @@ net_xfer_body() {
 	wait "$p1" "$p2"
 	grep -q '^verify=ok' "$g2h" ||
 		{ boot_fail "host received wrong bytes: $(tr '\n' ' ' <"$g2h")" "$log"; return; }
-	net_expect h2g_verify ok "$log" || return
-	net_expect g2h_bytes "$NET_BYTES" "$log" || return
-	net_expect h2g_bytes "$NET_BYTES" "$log" || return
+	expect_value h2g_verify ok "$log" || return
+	expect_value g2h_bytes "$NET_BYTES" "$log" || return
+	expect_value h2g_bytes "$NET_BYTES" "$log" || return
 	hsum=$(sed -n 's/.*sum=\([0-9a-f]*\).*/\1/p' "$g2h")
 	gsum=$(log_value "$log" g2h_sum)
 	[ -n "$hsum" ] && [ "$hsum" = "$gsum" ] ||
@@ -136,33 +117,12 @@ case_net_xfer() {
 	net_ns_down
 }
 
-# net_usage_error NEEDLE ARGS...: vmm exits 2 with one line that contains NEEDLE.
-net_usage_error() {
-	local needle=$1 out rc
-	shift
-	out=$("$VMM" --kernel "$KERNEL" --initramfs "$INITRD" --timeout 120 "$@" </dev/null 2>&1 >/dev/null)
-	rc=$?
-	if [ "$rc" -ne 2 ]; then
-		boot_fail "'vmm $*' exited $rc, expected 2 ($out)"
-		return 1
-	fi
-	if ! grep -qF -- "$needle" <<<"$out"; then
-		boot_fail "'vmm $*' said '$out', expected it to mention '$needle'"
-		return 1
-	fi
-	if [ "$(wc -l <<<"$out")" -ne 1 ]; then
-		boot_fail "'vmm $*' printed more than one line: $out"
-		return 1
-	fi
-	return 0
-}
-
 case_net_bad_options() {
-	net_usage_error "'lo' is not a single-queue tap" --net tap=lo || return
-	net_usage_error "mac=02:00:00:00:00" --net tap=vmmx0,mac=02:00:00:00:00 || return
-	net_usage_error "multicast" --net tap=vmmx0,mac=03:00:00:00:00:01 || return
-	net_usage_error "unknown key 'speed'" --net tap=vmmx0,speed=10 || return
-	net_usage_error "tap=NAME is required" --net mac=02:00:00:00:00:01 || return
-	net_usage_error "1 to 15 characters" --net tap=abcdefghijklmnopq || return
+	expect_usage_error "'lo' is not a single-queue tap" --kernel "$KERNEL" --initramfs "$INITRD" --net tap=lo || return
+	expect_usage_error "mac=02:00:00:00:00" --kernel "$KERNEL" --initramfs "$INITRD" --net tap=vmmx0,mac=02:00:00:00:00 || return
+	expect_usage_error "multicast" --kernel "$KERNEL" --initramfs "$INITRD" --net tap=vmmx0,mac=03:00:00:00:00:01 || return
+	expect_usage_error "unknown key 'speed'" --kernel "$KERNEL" --initramfs "$INITRD" --net tap=vmmx0,speed=10 || return
+	expect_usage_error "tap=NAME is required" --kernel "$KERNEL" --initramfs "$INITRD" --net mac=02:00:00:00:00:01 || return
+	expect_usage_error "1 to 15 characters" --kernel "$KERNEL" --initramfs "$INITRD" --net tap=abcdefghijklmnopq || return
 	boot_pass
 }
