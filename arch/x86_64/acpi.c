@@ -208,16 +208,6 @@ _Static_assert(sizeof(struct acpi_mcfg) == 60, "MCFG size");
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static uint8_t checksum(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	uint8_t sum = 0;
-
-	while (n--)
-		sum += *b++;
-	return (uint8_t)-sum;
-}
-
 static void header_init(struct acpi_header *h, const char *sig, uint32_t length, uint8_t rev)
 {
 	memcpy(h->signature, sig, 4);
@@ -233,7 +223,7 @@ static void header_init(struct acpi_header *h, const char *sig, uint32_t length,
 static void header_seal(struct acpi_header *h)
 {
 	h->checksum = 0;
-	h->checksum = checksum(h, le32_to_cpu(h->length));
+	h->checksum = fw_checksum(h, le32_to_cpu(h->length));
 }
 
 static struct acpi_gas gas_io(uint64_t port, uint8_t bytes, uint8_t access)
@@ -558,8 +548,8 @@ int acpi_build(const struct x86_platform *p, void *buf, size_t len, uint64_t gpa
 	r->rsdt_address = 0; /* XSDT only */
 	r->length = cpu_to_le32(sizeof(*r));
 	r->xsdt_address = cpu_to_le64(gpa + xsdt_off);
-	r->checksum = checksum(r, 20);
-	r->extended_checksum = checksum(r, sizeof(*r));
+	r->checksum = fw_checksum(r, 20);
+	r->extended_checksum = fw_checksum(r, sizeof(*r));
 
 	*rsdp_gpa = gpa + rsdp_off;
 	return 0;

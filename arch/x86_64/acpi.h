@@ -25,6 +25,17 @@ static inline unsigned x86_pci_intx_gsi(unsigned slot, unsigned pin)
 	return X86_PCI_INTX_GSI_BASE + (slot + pin) % X86_PCI_INTX_GSI_NR;
 }
 
+/* The byte that makes n bytes sum to zero: the checksum of ACPI and MP tables alike. */
+static inline uint8_t fw_checksum(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	uint8_t sum = 0;
+
+	while (n--)
+		sum += *b++;
+	return (uint8_t)-sum;
+}
+
 struct x86_platform {            /* what the firmware tables describe */
 	unsigned ncpus;              /* vCPUs; APIC id of vCPU i is i; vCPU 0 is the BSP */
 	uint64_t mmio64_base;        /* 64-bit PCI window (above 4 GiB); size 0: none */

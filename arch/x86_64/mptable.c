@@ -107,16 +107,6 @@ size_t mptable_size(unsigned ncpus)
 	return sizeof(struct mpf_intel) + sizeof(struct mpc_table) + bytes;
 }
 
-static uint8_t checksum(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	uint8_t sum = 0;
-
-	while (n--)
-		sum += *b++;
-	return (uint8_t)-sum;
-}
-
 static uint8_t *put_intsrc(uint8_t *q, uint8_t type, uint8_t irq_type, uint8_t bus,
 			   uint8_t bus_irq, uint8_t dst, uint8_t pin)
 {
@@ -150,7 +140,7 @@ int mptable_build(const struct x86_platform *p, void *buf, size_t len, uint64_t 
 	mpf->physptr = cpu_to_le32((uint32_t)(gpa + sizeof(*mpf)));
 	mpf->length = 1;
 	mpf->spec_rev = 4;
-	mpf->checksum = checksum(mpf, sizeof(*mpf));
+	mpf->checksum = fw_checksum(mpf, sizeof(*mpf));
 
 	struct mpc_table *mpc = (struct mpc_table *)(b + sizeof(*mpf));
 
@@ -207,6 +197,6 @@ int mptable_build(const struct x86_platform *p, void *buf, size_t len, uint64_t 
 	q = put_intsrc(q, MP_LINTSRC, MP_EXTINT, BUS_ISA, 0, MP_APIC_ALL, 0);
 	q = put_intsrc(q, MP_LINTSRC, MP_NMI, BUS_ISA, 0, MP_APIC_ALL, 1);
 
-	mpc->checksum = checksum(mpc, (size_t)(q - (uint8_t *)mpc));
+	mpc->checksum = fw_checksum(mpc, (size_t)(q - (uint8_t *)mpc));
 	return 0;
 }
