@@ -43,7 +43,7 @@ fi
 stage=$out.d
 rm -rf "$stage"
 mkdir -p "$stage"
-for d in bin sbin usr/bin usr/sbin etc proc sys dev tmp run root mnt lib/modules/"$version"; do
+for d in bin sbin usr/bin usr/sbin etc proc sys dev tmp run root mnt lib/modules; do
 	mkdir -p "$stage/$d"
 done
 
@@ -55,40 +55,46 @@ for applet in $("$busybox" --list-full); do
 done
 
 # Modules: the dependency closure of the list, in load order, without repeats.
+# No lib/modules/VERSION: a kernel whose drivers are built in; no modules then.
 : >"$stage/etc/modules"
-declare -A seen=()
-while read -r name _; do
-	case $name in ''|'#'*) continue ;; esac
-	deps=$(modprobe -d "$kroot" -S "$version" --show-depends "$name" 2>/dev/null) || {
-		echo "mkinitramfs: note: module $name not in $version, skipped" >&2
-		continue
-	}
-	while read -r kind path _; do
-		[ "$kind" = insmod ] || continue   # "builtin NAME" needs nothing
-		rel=${path#"$kroot"/}
-		case $rel in
-			*.ko.xz)  dst=${rel%.xz} ;;
-			*.ko.zst) dst=${rel%.zst} ;;
-			*.ko.gz)  dst=${rel%.gz} ;;
-			*)        dst=$rel ;;
-		esac
-		[ -z "${seen[$dst]:-}" ] || continue
-		seen[$dst]=1
-		mkdir -p "$stage/$(dirname "$dst")"
-		case $rel in
-			*.ko.xz)  xz -dc "$path" >"$stage/$dst" ;;
-			*.ko.zst) zstd -qdc "$path" >"$stage/$dst" ;;
-			*.ko.gz)  gzip -dc "$path" >"$stage/$dst" ;;
-			*)        cp "$path" "$stage/$dst" ;;
-		esac
-		mod=$(basename "$dst" .ko)
-		echo "${mod//-/_}" >>"$stage/etc/modules"
-	done <<<"$deps"
-done <"$modules"
-for f in modules.builtin modules.builtin.modinfo modules.order; do
-	[ -f "$kroot/lib/modules/$version/$f" ] && cp "$kroot/lib/modules/$version/$f" "$stage/lib/modules/$version/"
-done
-depmod -b "$stage" "$version"
+if [ -d "$kroot/lib/modules/$version" ]; then
+	mkdir -p "$stage/lib/modules/$version"
+	declare -A seen=()
+	while read -r name _; do
+		case $name in ''|'#'*) continue ;; esac
+		deps=$(modprobe -d "$kroot" -S "$version" --show-depends "$name" 2>/dev/null) || {
+			echo "mkinitramfs: note: module $name not in $version, skipped" >&2
+			continue
+		}
+		while read -r kind path _; do
+			[ "$kind" = insmod ] || continue   # "builtin NAME" needs nothing
+			rel=${path#"$kroot"/}
+			case $rel in
+				*.ko.xz)  dst=${rel%.xz} ;;
+				*.ko.zst) dst=${rel%.zst} ;;
+				*.ko.gz)  dst=${rel%.gz} ;;
+				*)        dst=$rel ;;
+			esac
+			[ -z "${seen[$dst]:-}" ] || continue
+			seen[$dst]=1
+			mkdir -p "$stage/$(dirname "$dst")"
+			case $rel in
+				*.ko.xz)  xz -dc "$path" >"$stage/$dst" ;;
+				*.ko.zst) zstd -qdc "$path" >"$stage/$dst" ;;
+				*.ko.gz)  gzip -dc "$path" >"$stage/$dst" ;;
+				*)        cp "$path" "$stage/$dst" ;;
+			esac
+			mod=$(basename "$dst" .ko)
+			echo "${mod//-/_}" >>"$stage/etc/modules"
+		done <<<"$deps"
+	done <"$modules"
+	for f in modules.builtin modules.builtin.modinfo modules.order; do
+		[ -f "$kroot/lib/modules/$version/$f" ] && cp "$kroot/lib/modules/$version/$f" "$stage/lib/modules/$version/"
+	done
+	depmod -b "$stage" "$version"
+else
+	echo "mkinitramfs: no $kroot/lib/modules/$version: no modules (the kernel's built-in drivers only)" >&2
+fi
 
 install -m 0755 "$init" "$stage/init"
 for spec in "${extra_files[@]}"; do

@@ -197,6 +197,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "\r\n");
 		fprintf(stderr, "vmm: %s\n", vm.exit_reason);
 	}
+	if (status == VMM_EXIT_TIMEOUT)
+		vm_report_vcpus(&vm, stderr);
 	vm_destroy(&vm);
 	return status;
 }

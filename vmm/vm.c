@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -126,6 +127,26 @@ static int set_memory(struct vm *vm)
 	return 0;
 }
 
+/* With --verbose: whether guest RAM can get 2 MiB pages (see map_ram() in gmem.c). */
+static void note_huge_pages(void)
+{
+	const char *path = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
+	char buf[128] = "";
+	FILE *f = fopen(path, "re");
+
+	if (f) {
+		if (!fgets(buf, sizeof(buf), f))
+			buf[0] = '\0';
+		fclose(f);
+	}
+	buf[strcspn(buf, "\n")] = '\0';
+	if (!buf[0] || strstr(buf, "[never]") || strstr(buf, "[deny]"))
+		pr_info("guest RAM: 4 KiB pages (%s: %s); 'advise' there lets KVM map it with 2 MiB pages",
+			path, buf[0] ? buf : "unreadable");
+	else
+		pr_info("guest RAM: transparent huge pages asked for (%s: %s)", path, buf);
+}
+
 int vm_create(struct vm *vm, const struct vm_config *cfg)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
@@ -175,6 +196,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	}
 
 	ret = gmem_create(&vm->mem, cfg->mem_size, X86_MEM_HOLE_START, X86_MEM_HOLE_END);
+	note_huge_pages();
 	if (ret) {
 		pr_err("--memory: cannot allocate %llu MiB of guest memory: %s",
 		       (unsigned long long)(cfg->mem_size / MiB), strerror(-ret));
@@ -489,6 +511,16 @@ void vm_request_exit(struct vm *vm, int status, const char *fmt, ...)
 
 		if (write(vm->exit_efd, &one, sizeof(one)) < 0)
 			pr_err("signalling VM exit failed: %s", strerror(errno));
+	}
+}
+
+void vm_report_vcpus(struct vm *vm, FILE *out)
+{
+	char state[256];
+
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		x86_vcpu_describe_wait(vm->vcpus[i].fd, state, sizeof(state));
+		fprintf(out, "vmm: vCPU %u: %s\n", i, state);
 	}
 }
 

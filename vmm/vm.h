@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <linux/kvm.h>
 
 #include "vmm/bus.h"
@@ -118,6 +119,9 @@ void vm_resume(struct vm *vm);
  * is printed when the VMM exits (unless status is 0 and the reason empty).
  */
 void vm_request_exit(struct vm *vm, int status, const char *fmt, ...) PRINTF_FMT(3, 4);
+
+/* One line per vCPU saying where it waits (for a timeout report); call after vm_stop(). */
+void vm_report_vcpus(struct vm *vm, FILE *out);
 
 /* Drive an interrupt line of the in-kernel irqchip (ISA IRQ or IOAPIC pin). */
 int vm_irq_line(struct vm *vm, unsigned irq, int level);

@@ -20,6 +20,14 @@
 #define MTRR_DEF_TYPE_E   (1ULL << 11)
 #define MTRR_TYPE_WB      6ULL
 
+#define MSR_IA32_TSC          0x10
+#define MSR_IA32_TSC_DEADLINE 0x6e0
+
+#define APIC_TPR         0x80
+#define APIC_ISR         0x100
+#define APIC_IRR         0x200
+#define APIC_LVTT        0x320
+#define APIC_TMICT       0x380
 #define APIC_LVT0        0x350
 #define APIC_LVT1        0x360
 #define APIC_MODE_NMI    0x4
@@ -174,4 +182,45 @@ void x86_vcpu_describe(int vcpu_fd, char *buf, size_t len)
 		 (unsigned long long)regs.rip, (unsigned long long)regs.rsp,
 		 (unsigned long long)sregs.cr0, (unsigned long long)sregs.cr3,
 		 (unsigned long long)sregs.cr4, (unsigned long long)sregs.efer);
+}
+
+/* The highest vector set in a 256-bit LAPIC register bank (ISR, IRR), or -1. */
+static int lapic_highest(const struct kvm_lapic_state *l, unsigned base)
+{
+	for (int i = 7; i >= 0; i--) {
+		uint32_t w = lapic_reg(l, base + (unsigned)i * 0x10);
+
+		if (w)
+			return i * 32 + 31 - __builtin_clz(w);
+	}
+	return -1;
+}
+
+void x86_vcpu_describe_wait(int vcpu_fd, char *buf, size_t len)
+{
+	static const char *const states[] = { "runnable", "uninitialized", "init-received",
+					      "halted", "sipi-received" };
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[2];
+	} msrs = { .hdr.nmsrs = 2, .e = { { .index = MSR_IA32_TSC }, { .index = MSR_IA32_TSC_DEADLINE } } };
+	struct kvm_mp_state mp;
+	struct kvm_lapic_state lapic;
+	struct kvm_regs regs;
+
+	if (ioctl(vcpu_fd, KVM_GET_REGS, &regs) < 0 || ioctl(vcpu_fd, KVM_GET_MP_STATE, &mp) < 0 ||
+	    ioctl(vcpu_fd, KVM_GET_LAPIC, &lapic) < 0 || ioctl(vcpu_fd, KVM_GET_MSRS, &msrs) != 2) {
+		snprintf(buf, len, "state unavailable");
+		return;
+	}
+	snprintf(buf, len,
+		 "%s rip=%#llx rflags.IF=%u; LAPIC tpr=%#x isr=%d irr=%d lvtt=%#x tmict=%#x; "
+		 "tsc-deadline %s",
+		 mp.mp_state < ARRAY_SIZE(states) ? states[mp.mp_state] : "?",
+		 (unsigned long long)regs.rip, (unsigned)(regs.rflags >> 9) & 1,
+		 lapic_reg(&lapic, APIC_TPR), lapic_highest(&lapic, APIC_ISR),
+		 lapic_highest(&lapic, APIC_IRR), lapic_reg(&lapic, APIC_LVTT),
+		 lapic_reg(&lapic, APIC_TMICT),
+		 msrs.e[1].data == 0 ? "unarmed" :
+		 msrs.e[1].data > msrs.e[0].data ? "armed, in the future" : "armed, in the past");
 }

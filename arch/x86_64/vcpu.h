@@ -19,4 +19,10 @@ int x86_vcpu_set_boot_regs(int vcpu_fd, uint64_t entry, uint64_t zero_page) WUR;
 /* A one-line dump of rip/rsp/cr0/cr3/cr4/efer for error messages. */
 void x86_vcpu_describe(int vcpu_fd, char *buf, size_t len);
 
+/*
+ * Where a vCPU waits, for a --timeout report: run state, rip, interrupt flag,
+ * the LAPIC's pending and in-service vectors, its timer and the TSC deadline.
+ */
+void x86_vcpu_describe_wait(int vcpu_fd, char *buf, size_t len);
+
 #endif

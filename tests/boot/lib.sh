@@ -9,6 +9,7 @@
 #   expect_value KEY VAL LOG  the guest printed KEY=VAL (else the case fails)
 #   guest_ran LOG NAME        vmm exited 0 and guest test NAME ended with rc=0
 #   expect_usage_error NEEDLE ARGS...  vmm ARGS exits 2 with one line containing NEEDLE
+#   nested_flaw STDERR LOG    note a boot the nested host's emulation wrecked (suite.sh retries once)
 set -u
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -28,7 +29,7 @@ else
 fi
 RESULTS=$BUILD/boot-results.txt
 # Emulated nested KVM is slow: budgets are generous, verdicts are not.
-BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-240}
 # quiet: every console byte is a VM exit, and in the nested host exits are dear.
 CMDLINE_BASE="console=ttyS0 quiet panic=-1 reboot=k"
 
@@ -58,7 +59,27 @@ vmm_boot() {
 	rm -f "$log"
 	"$VMM" --serial "file=$log" --timeout "$BOOT_TIMEOUT" "$@" </dev/null >"$log.stderr" 2>&1
 	RC=$?
+	nested_flaw "$log.stderr" "$log"
 	return 0
+}
+
+# nested_flaw STDERR LOG: inside the nested host only, a guest that triple
+# faulted or hung before printing a single byte (every case boots a stock,
+# known-good kernel with "quiet") is the emulation's flaw: QEMU's own KVM guests
+# show it there too, at a few percent of boots (docs/testing.md). Note it so
+# suite.sh runs the case once more; on a real /dev/kvm it stays a failure.
+nested_flaw() {
+	local why
+	[ -n "${KVM_HOST_NESTED:-}" ] || return 0
+	grep -q '[^[:space:]]' "$2" 2>/dev/null && return 0
+	if grep -q '^vmm: guest triple fault' "$1" 2>/dev/null; then
+		why="the L2 guest triple faulted before it printed anything"
+	elif grep -q "^vmm: --timeout [0-9]* s expired; the guest's last console line: \"\"" "$1" 2>/dev/null; then
+		why="the L2 guest hung before it printed anything ($(grep -m1 '^vmm: vCPU 0:' "$1"))"
+	else
+		return 0
+	fi
+	echo "$why" >>"$WORK/flaw.$CURRENT_CASE"
 }
 
 # guest_test TEST LOG [vmm args...]: the generic kernel running /tests/TEST.

@@ -13,6 +13,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BOOT_JOBS=${BOOT_JOBS:-2}
 CASE_TIMEOUT=${CASE_TIMEOUT:-900}
 OUT=$WORK/suite-out
+FLAWS=$BUILD/boot-flaws.txt
 rm -rf "$OUT"
 mkdir -p "$OUT"
 
@@ -27,23 +28,44 @@ selected() {
 	return 1
 }
 
+# Runs one case in its own shell under a deadline, so one that hangs fails
+# alone; its verdict goes to VERDICT.
+attempt() {
+	local file=$1 name=$2 verdict=$3 rc
+	rm -f "$verdict" "$WORK/flaw.$name"
+	timeout -k 10 "$CASE_TIMEOUT" bash -c \
+		'source "$1"; source "$2"; RESULTS=$4; run_case "$3"' _ "$REPO/tests/boot/lib.sh" "$file" "$name" "$verdict" \
+		>>"$OUT/$name.txt" 2>&1
+	rc=$?
+	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+		echo "FAIL boot:$name: no verdict within $CASE_TIMEOUT s (hung)" >>"$verdict"
+		echo "  FAIL $name: no verdict within $CASE_TIMEOUT s (hung)" >>"$OUT/$name.txt"
+	fi
+}
+
 # Runs the selected cases of one file; each case's report is printed whole when it ends.
 run_file() {
-	local file=$1 name rc
+	local file=$1 name verdict flaw
 	shift
 	for name in $(grep -o '^case_[A-Za-z0-9_]*' "$file" | sed 's/^case_//'); do
 		selected "$name" "$@" || continue
 		# Already decided: this is a rerun after the nested host died mid-suite.
-		grep -q "^[A-Z]* boot:$name\(:\|$\)" "$RESULTS" 2>/dev/null && continue
-		# Each case in its own shell under a deadline, so one that hangs fails alone.
-		timeout -k 10 "$CASE_TIMEOUT" bash -c \
-			'source "$1"; source "$2"; run_case "$3"' _ "$REPO/tests/boot/lib.sh" "$file" "$name" \
-			>"$OUT/$name.txt" 2>&1
-		rc=$?
-		if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-			echo "FAIL boot:$name: no verdict within $CASE_TIMEOUT s (hung)" >>"$RESULTS"
-			echo "  FAIL $name: no verdict within $CASE_TIMEOUT s (hung)" >>"$OUT/$name.txt"
+		grep -q "^[A-Z]* boot:$name\(:\| \|$\)" "$RESULTS" 2>/dev/null && continue
+		verdict=$OUT/$name.verdict
+		: >"$OUT/$name.txt"
+		attempt "$file" "$name" "$verdict"
+		# The nested host's emulation sometimes wrecks an L2 boot (QEMU's own
+		# KVM guests too; see docs/testing.md): a failure that carries that
+		# signature, and only in the nested host, gets one more try, and says so.
+		if grep -q '^FAIL' "$verdict" && [ -s "$WORK/flaw.$name" ]; then
+			flaw=$(head -n 1 "$WORK/flaw.$name")
+			echo "  RETRY $name: nested-host emulation flaw: $flaw" >>"$OUT/$name.txt"
+			echo "$name: $flaw" >>"$FLAWS"
+			attempt "$file" "$name" "$verdict"
+			{ IFS= read -r first; printf '%s (retried once: nested-host emulation flaw)\n' "$first"; cat; } \
+				<"$verdict" >"$verdict.new" && mv "$verdict.new" "$verdict"
 		fi
+		flock "$OUT/.print" sh -c 'cat "$1" >>"$2"' _ "$verdict" "$RESULTS"
 		{ echo "boot: $name"; cat "$OUT/$name.txt"; } | flock "$OUT/.print" cat
 	done
 }
@@ -58,4 +80,8 @@ for f in "$REPO"/tests/boot/cases/*.sh; do
 	fi
 done
 wait
+if [ -s "$FLAWS" ]; then
+	echo "boot: $(wc -l <"$FLAWS") case(s) retried after a nested-host emulation flaw:"
+	sed 's/^/  /' "$FLAWS"
+fi
 echo "boot: done"

@@ -25,6 +25,7 @@
 #   KVM_HOST_TEST_FAIL_ONCE=1 L1 panics on purpose on the first boot (self-test
 #                             of the retry path)
 #   KVM_HOST_APPEND=WORDS     more L1 kernel command line (experiments)
+#   KVM_HOST_ACCEL=tcg,...    QEMU's -accel for L1 (experiments; default tcg)
 #   KVM_HOST_DEBUG=1          verbose L1 kernel; its console log is kept and named
 #   KVM_HOST_BUILD=DIR        the build/ folder shared read-write (default: the
 #                             repository's build/); guest images come from DIR/guest
@@ -139,7 +140,7 @@ boot_l1() {
 	if [ -n "${KVM_HOST_DEBUG:-}" ]; then cmdline+=" printk.time=1"; else cmdline+=" quiet loglevel=1"; fi
 	[ -n "$failonce" ] && cmdline+=" kvmhost.failonce=1"
 	[ -n "${KVM_HOST_APPEND:-}" ] && cmdline+=" $KVM_HOST_APPEND"
-	qemu=(qemu-system-x86_64 -nodefaults -no-user-config -accel tcg -cpu max
+	qemu=(qemu-system-x86_64 -nodefaults -no-user-config -accel "${KVM_HOST_ACCEL:-tcg}" -cpu max
 		-smp "$cpus" -m "$mem" -display none -no-reboot
 		-kernel "$kernel" -initrd "$initrd"
 		-chardev "file,id=console,path=$tmp/console.log" -serial chardev:console

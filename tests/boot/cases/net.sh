@@ -37,6 +37,7 @@ net_guest() {
 		--initramfs "$INITRD" --cmdline "$CMDLINE_BASE vmm.test=$name $extra" "$@" \
 		</dev/null >"$log.stderr" 2>&1
 	RC=$?
+	nested_flaw "$log.stderr" "$log"
 }
 
 # net_feature LOG BIT: the driver accepted virtio feature BIT (sysfs string, bit 0 first).

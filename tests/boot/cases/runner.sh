@@ -40,6 +40,7 @@ case_timeout_status() {
 		--serial "file=$log" --timeout 120 </dev/null >"$log.stderr" 2>&1
 	RC=$?
 	end=$(date +%s)
+	nested_flaw "$log.stderr" "$log"
 	expect_rc 124 "$log" "a hanging guest with --timeout 120" || return
 	grep -q 'timeout 120 s expired' "$log.stderr" && grep -q 'last console line: "hang: sleeping forever"' "$log.stderr" ||
 		{ boot_fail "timeout message does not say where the boot stopped: $(cat "$log.stderr")"; return; }

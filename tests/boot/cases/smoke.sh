@@ -4,8 +4,12 @@
 smoke_run() {
 	local out=$1
 	shift
-	"$REPO/tests/smoke/vmm-smoke" --vmm "$VMM" --timeout "$BOOT_TIMEOUT" "$@" >"$out" 2>&1
+	"$REPO/tests/smoke/vmm-smoke" --vmm "$VMM" --timeout "$BOOT_TIMEOUT" --keep "$@" >"$out" 2>&1
 	RC=$?
+	# --keep: the console log and vmm's stderr, for nested_flaw and for the reader.
+	local kept
+	kept=$(sed -n 's/^vmm-smoke: kept \([^ ]*\) .*/\1/p' "$out")
+	[ -n "$kept" ] && nested_flaw "$kept/vmm.err" "$kept/console.log"
 }
 
 # smoke_passes FLAVOUR KERNEL: vmm-smoke passes every check on a Debian kernel with its modules.
