@@ -12,6 +12,10 @@
  * thread removes a device's registrations and may then touch its state.
  * (Called from the loop thread, e.g. from inside a callback, removal never
  * waits: only the caller's own callback can be running there.)
+ * The price of waiting: a caller on another thread must not hold a lock that
+ * the callback takes, or the two wait for each other forever. Drop the lock
+ * around the removal, or do it on the loop thread (an evloop_op_start() whose
+ * callback removes).
  *
  * Every call below is thread-safe unless it says otherwise.
  * Functions return 0 (or a count) on success and a negative errno on failure.

@@ -200,14 +200,18 @@ void x86_vcpu_describe_wait(int vcpu_fd, char *buf, size_t len)
 {
 	static const char *const states[] = { "runnable", "uninitialized", "init-received",
 					      "halted", "sipi-received" };
-	struct {
+	union {
 		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[2];
-	} msrs = { .hdr.nmsrs = 2, .e = { { .index = MSR_IA32_TSC }, { .index = MSR_IA32_TSC_DEADLINE } } };
+		uint8_t raw[sizeof(struct kvm_msrs) + 2 * sizeof(struct kvm_msr_entry)];
+	} msrs;
 	struct kvm_mp_state mp;
 	struct kvm_lapic_state lapic;
 	struct kvm_regs regs;
 
+	memset(&msrs, 0, sizeof(msrs));
+	msrs.hdr.nmsrs = 2;
+	msrs.hdr.entries[0].index = MSR_IA32_TSC;
+	msrs.hdr.entries[1].index = MSR_IA32_TSC_DEADLINE;
 	if (ioctl(vcpu_fd, KVM_GET_REGS, &regs) < 0 || ioctl(vcpu_fd, KVM_GET_MP_STATE, &mp) < 0 ||
 	    ioctl(vcpu_fd, KVM_GET_LAPIC, &lapic) < 0 || ioctl(vcpu_fd, KVM_GET_MSRS, &msrs) != 2) {
 		snprintf(buf, len, "state unavailable");
@@ -221,6 +225,7 @@ void x86_vcpu_describe_wait(int vcpu_fd, char *buf, size_t len)
 		 lapic_reg(&lapic, APIC_TPR), lapic_highest(&lapic, APIC_ISR),
 		 lapic_highest(&lapic, APIC_IRR), lapic_reg(&lapic, APIC_LVTT),
 		 lapic_reg(&lapic, APIC_TMICT),
-		 msrs.e[1].data == 0 ? "unarmed" :
-		 msrs.e[1].data > msrs.e[0].data ? "armed, in the future" : "armed, in the past");
+		 msrs.hdr.entries[1].data == 0 ? "unarmed" :
+		 msrs.hdr.entries[1].data > msrs.hdr.entries[0].data ? "armed, in the future" :
+									"armed, in the past");
 }

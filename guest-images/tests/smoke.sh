@@ -1,6 +1,8 @@
 #!/bin/sh
 # What a boot-smoke test checks, printed as key=value lines for vmm-smoke:
 # CPUs online, memory, the virtio devices the kernel probed, a disk read.
+read -r up _ </proc/uptime
+echo "uptime_at_init=$up"
 echo "kernel=$(uname -r)"
 echo "cpus=$(grep -c ^processor /proc/cpuinfo)"
 echo "online=$(cat /sys/devices/system/cpu/online)"
