@@ -33,6 +33,34 @@ no_kvm_message() {
 	[ "$rc" -eq 2 ] && grep -q '/dev/kvm does not exist' <<<"$out" && [ "$(wc -l <<<"$out")" -eq 1 ]
 }
 
+# The boot suite's retry rule (tests/boot/lib.sh, nested_flaw): only a stock
+# guest that died silently, and only inside the nested host, counts as the
+# emulation's flaw.
+nested_flaw_signature() {
+	(
+		tmp=$(mktemp -d) || exit 1
+		trap 'rm -rf "$tmp"' EXIT
+		export TMPDIR=$tmp KVM_HOST_NESTED=1
+		source tests/boot/lib.sh >/dev/null
+		CURRENT_CASE=c
+		flawed() { # flawed STDERR-TEXT CONSOLE-TEXT: did nested_flaw note it?
+			rm -f "$WORK/flaw.c"
+			printf '%s\n' "$1" >"$tmp/err"
+			printf '%s' "$2" >"$tmp/log"
+			nested_flaw "$tmp/err" "$tmp/log"
+			[ -s "$WORK/flaw.c" ]
+		}
+		tf='vmm: guest triple fault on vCPU 0 (rip=0xfff0 rsp=0 cr0=0x10 cr3=0 cr4=0 efer=0); the kernel crashed early'
+		to=$'vmm: --timeout 240 s expired; the guest\'s last console line: ""\nvmm: vCPU 0: runnable rip=0xffffffff81a5a1a9'
+		flawed "$tf" '' && flawed "$to" $'\r\n' &&
+			! flawed "$tf" 'Linux version 6.1' &&
+			! flawed $'vmm: --timeout 240 s expired; the guest\'s last console line: "hang"' 'hang' &&
+			! flawed 'vmm: KVM_RUN failed on vCPU 0: Bad address' '' &&
+			! KVM_HOST_NESTED= flawed "$tf" ''
+	)
+}
+
 check help-and-version help_and_version
 check no-kvm-message no_kvm_message
+check nested-flaw-signature nested_flaw_signature
 exit $status

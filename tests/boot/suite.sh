@@ -80,8 +80,4 @@ for f in "$REPO"/tests/boot/cases/*.sh; do
 	fi
 done
 wait
-if [ -s "$FLAWS" ]; then
-	echo "boot: $(wc -l <"$FLAWS") case(s) retried after a nested-host emulation flaw:"
-	sed 's/^/  /' "$FLAWS"
-fi
 echo "boot: done"

@@ -44,6 +44,9 @@ case_timeout_status() {
 	expect_rc 124 "$log" "a hanging guest with --timeout 120" || return
 	grep -q 'timeout 120 s expired' "$log.stderr" && grep -q 'last console line: "hang: sleeping forever"' "$log.stderr" ||
 		{ boot_fail "timeout message does not say where the boot stopped: $(cat "$log.stderr")"; return; }
+	# ... and where each vCPU waits: the hang guest sleeps in the idle loop, halted.
+	grep -q '^vmm: vCPU 0: [a-z-]* rip=0xffffffff[0-9a-f]* rflags.IF=[01]; LAPIC ' "$log.stderr" ||
+		{ boot_fail "no vCPU state in the timeout report: $(cat "$log.stderr")"; return; }
 	[ $((end - start)) -lt 180 ] || { boot_fail "took $((end - start)) s to honour --timeout 120"; return; }
 	boot_pass
 }
