@@ -4,6 +4,7 @@
  * or --timeout) ends it; the exit status says which.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -83,6 +84,14 @@ static int block_signals(sigset_t *set)
 	return -pthread_sigmask(SIG_BLOCK, set, NULL);
 }
 
+/* With --verbose, where a boot's wall time goes: before the guest, in it, after it. */
+static uint64_t started_ns;
+
+static uint64_t ms_since(uint64_t t)
+{
+	return (monotonic_ns() - t) / 1000000;
+}
+
 static int run_loop(struct vm *vm)
 {
 	struct console con = { .vm = vm, .stdin_open = vm->cfg->serial == SERIAL_STDIO };
@@ -99,6 +108,7 @@ static int run_loop(struct vm *vm)
 	}
 	if (con.stdin_open)
 		term_raw(STDIN_FILENO);
+	pr_info("timeline: vCPUs start %" PRIu64 " ms after vmm did", ms_since(started_ns));
 	if (vm_start(vm)) {
 		close(sfd);
 		return VMM_EXIT_FAILURE;
@@ -155,6 +165,7 @@ static int run_loop(struct vm *vm)
 			console_flush(&con);
 		}
 	}
+	pr_info("timeline: the guest ended %" PRIu64 " ms after vmm started", ms_since(started_ns));
 	vm_stop(vm);
 	term_restore();
 	close(sfd);
@@ -169,6 +180,7 @@ int main(int argc, char **argv)
 	char err[512];
 	int status, ret;
 
+	started_ns = monotonic_ns();
 	switch (cli_parse(argc, argv, &cfg, err, sizeof(err))) {
 	case CLI_EXIT_OK:
 		return 0;
@@ -200,5 +212,6 @@ int main(int argc, char **argv)
 	if (status == VMM_EXIT_TIMEOUT)
 		vm_report_vcpus(&vm, stderr);
 	vm_destroy(&vm);
+	pr_info("timeline: vmm exits %" PRIu64 " ms after it started", ms_since(started_ns));
 	return status;
 }
