@@ -382,10 +382,10 @@ static int pool_start(struct blk_io *io)
 {
 	io->nthreads = 0;
 	for (unsigned i = 0; i < BLK_IO_THREADS_MAX && i < io->depth; i++) {
-		int ret = pthread_create(&io->threads[i], NULL, pool_worker, io);
+		int ret = vmm_thread_create(&io->threads[i], pool_worker, io, "blk-io");
 
 		if (ret)
-			return -ret;
+			return ret;
 		io->nthreads++;
 	}
 	return 0;

@@ -1,5 +1,6 @@
 #include "vmm/util.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <time.h>
 
@@ -50,4 +51,22 @@ int log_ratelimit(uint64_t *last_ns)
 		return 0;
 	*last_ns = now;
 	return 1;
+}
+
+int vmm_thread_create(pthread_t *thread, void *(*fn)(void *), void *arg, const char *name)
+{
+	pthread_attr_t attr;
+	int ret = pthread_attr_init(&attr);
+
+	if (ret)
+		return -ret;
+	ret = pthread_attr_setstacksize(&attr, 1024 * 1024);
+	if (!ret)
+		ret = pthread_create(thread, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	if (ret)
+		return -ret;
+	if (name)
+		pthread_setname_np(*thread, name);
+	return 0;
 }

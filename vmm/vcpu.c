@@ -201,12 +201,12 @@ static void *vcpu_thread(void *arg)
 int vcpu_start(struct vcpu *v)
 {
 	char name[16];
-	int ret = pthread_create(&v->thread, NULL, vcpu_thread, v);
+	int ret;
 
-	if (ret)
-		return -ret;
-	v->started = true;
 	snprintf(name, sizeof(name), "vcpu%u", v->index);
-	pthread_setname_np(v->thread, name);
+	ret = vmm_thread_create(&v->thread, vcpu_thread, v, name);
+	if (ret)
+		return ret;
+	v->started = true;
 	return 0;
 }

@@ -426,12 +426,11 @@ int vm_start(struct vm *vm)
 
 	if (ret)
 		return ret;
-	ret = -pthread_create(&vm->loop_thread, NULL, loop_thread, vm);
+	ret = vmm_thread_create(&vm->loop_thread, loop_thread, vm, "devices");
 	if (ret) {
 		pr_err("starting the device event loop failed: %s", strerror(-ret));
 		return ret;
 	}
-	pthread_setname_np(vm->loop_thread, "devices");
 	vm->loop_running = true;
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		ret = vcpu_start(&vm->vcpus[i]);
