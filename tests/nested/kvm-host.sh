@@ -24,6 +24,8 @@
 #   KVM_HOST_FORCE_NESTED=1   use the nested host even if /dev/kvm works here
 #   KVM_HOST_TEST_FAIL_ONCE=1 L1 panics on purpose on the first boot (self-test
 #                             of the retry path)
+#   KVM_HOST_TEST_WEDGE_ONCE=1 L1 hangs with a soft-lockup line instead (self-test
+#                             of the wedge detection)
 #   KVM_HOST_APPEND=WORDS     more L1 kernel command line (experiments)
 #   KVM_HOST_ACCEL=tcg,...    QEMU's -accel for L1 (experiments; default tcg)
 #   KVM_HOST_DEBUG=1          verbose L1 kernel; its console log is kept and named
@@ -134,11 +136,12 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 boot_l1() {
 	local failonce=$1 deadline=$2 start remain cmdline
 	local -a qemu
-	rm -f "$tmp/ctl" "$tmp/console.log" "$tmp/out" "$tmp/err"
+	rm -f "$tmp/ctl" "$tmp/console.log" "$tmp/out" "$tmp/err" "$tmp/wedged"
 	: >"$tmp/ctl"
 	cmdline="console=ttyS0 panic=-1 kvmhost.run=$tmp"
 	if [ -n "${KVM_HOST_DEBUG:-}" ]; then cmdline+=" printk.time=1"; else cmdline+=" quiet loglevel=1"; fi
-	[ -n "$failonce" ] && cmdline+=" kvmhost.failonce=1"
+	[ "$failonce" = panic ] && cmdline+=" kvmhost.failonce=1"
+	[ "$failonce" = wedge ] && cmdline+=" kvmhost.wedgeonce=1"
 	[ -n "${KVM_HOST_APPEND:-}" ] && cmdline+=" $KVM_HOST_APPEND"
 	qemu=(qemu-system-x86_64 -nodefaults -no-user-config -accel "${KVM_HOST_ACCEL:-tcg}" -cpu max
 		-smp "$cpus" -m "$mem" -display none -no-reboot
@@ -192,10 +195,25 @@ boot_l1() {
 		done
 	) &
 	local watcher=$!
+	# The emulation sometimes wedges L1: every CPU in a soft lockup, for good
+	# (docs/testing.md). Such an L1 never ends on its own; after two minutes of
+	# lockup it is stopped and counted as dead, so it gets the one retry.
+	(
+		while kill -0 "$qemu_pid" 2>/dev/null; do
+			if grep -aqE 'soft lockup - CPU#[0-9]+ stuck for ([0-9]{4,}|[2-9][0-9]{2}|1[2-9][0-9])s' \
+				"$tmp/console.log" 2>/dev/null; then
+				: >"$tmp/wedged"
+				kill -TERM "$qemu_pid" 2>/dev/null
+				exit 0
+			fi
+			sleep 2
+		done
+	) &
+	local wedge_watcher=$!
 	wait "$qemu_pid"
 	local qrc=$?
 	qemu_pid=
-	kill "$watcher" 2>/dev/null; wait "$watcher" 2>/dev/null
+	kill "$watcher" "$wedge_watcher" 2>/dev/null; wait "$watcher" "$wedge_watcher" 2>/dev/null
 	if [ -n "$saved_stty" ]; then stty "$saved_stty" 2>/dev/null; saved_stty=; fi
 	for p in "${cat_pids[@]}"; do wait "$p" 2>/dev/null; done
 	cat_pids=()
@@ -204,6 +222,10 @@ boot_l1() {
 	rcline=$(grep -a '^rc=[0-9]*$' "$tmp/ctl" | tail -n1)
 	if [ -n "$rcline" ]; then
 		attempt_rc=${rcline#rc=}
+	elif [ -e "$tmp/wedged" ]; then
+		echo "$prog: the nested KVM host wedged (its CPUs in a soft lockup for 2 minutes); stopped it" >&2
+		tr -d '\r' <"$tmp/console.log" | grep -a 'soft lockup' | tail -n 2 | sed "s/^/$prog:   /" >&2
+		attempt_rc=-1
 	elif [ -z "$tty" ] && [ "$qrc" -eq 124 ]; then
 		echo "$prog: timed out after $timeout_s s; nested KVM host killed" >&2
 		attempt_rc=124
@@ -232,7 +254,10 @@ deadline=$(awk -v n="$(now)" -v t="$timeout_s" 'BEGIN { printf "%.3f", n + t }')
 # (run-vmm.sh has already said why in tty mode.)
 [ -n "$tty" ] || echo "$prog: no usable /dev/kvm here: booting the nested KVM host (QEMU TCG, $cpus CPUs, $mem)" >&2
 attempt_rc=-1
-boot_l1 "${KVM_HOST_TEST_FAIL_ONCE:+1}" "$deadline"
+test_flaw=
+[ -n "${KVM_HOST_TEST_FAIL_ONCE:-}" ] && test_flaw=panic
+[ -n "${KVM_HOST_TEST_WEDGE_ONCE:-}" ] && test_flaw=wedge
+boot_l1 "$test_flaw" "$deadline"
 if [ "$attempt_rc" -eq -1 ]; then
 	echo "$prog: nested KVM host died before the command finished; retrying once" >&2
 	boot_l1 "" "$deadline"

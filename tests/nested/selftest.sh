@@ -3,7 +3,7 @@
 # the nested host (KVM_HOST_FORCE_NESTED=1), even where /dev/kvm works.
 # Checks: exit status, stdout/stderr kept apart and intact, argv quoting, cwd,
 # environment passing, the read-write build/ share and the read-only root,
-# a working /dev/kvm in L1, the retry after a dead L1, the timeout, the
+# a working /dev/kvm in L1, the retry after a dead L1 and after a wedged one, the timeout, the
 # interactive mode on a pseudo-terminal, and bad arguments. One "PASS|FAIL nested:selftest:CASE" line per case, also appended
 # to $RESULTS (default build/results.txt); ends with "N passed, N failed".
 set -u
@@ -62,6 +62,13 @@ rc=$?
 check retry-status "$([ $rc -eq 5 ]; echo $?)" "rc=$rc, want 5"
 check retry-message "$(grep -qF 'nested KVM host died before the command finished; retrying once' "$work/err"; echo $?)"
 check retry-ran-once "$([ "$(grep -c second-try "$work/out")" -eq 1 ]; echo $?)"
+
+# 2b. A wedged L1 (a soft lockup on its console) is stopped, reported and retried once.
+KVM_HOST_TEST_WEDGE_ONCE=1 "$host" --timeout 600 -- sh -c 'echo after-wedge; exit 6' >"$work/out" 2>"$work/err"
+rc=$?
+check wedge-retry-status "$([ $rc -eq 6 ]; echo $?)" "rc=$rc, want 6"
+check wedge-message "$(grep -qF 'the nested KVM host wedged' "$work/err"; echo $?)"
+check wedge-ran-once "$([ "$(grep -c after-wedge "$work/out")" -eq 1 ]; echo $?)"
 
 # 3. The timeout kills QEMU and gives 124.
 start=$SECONDS
