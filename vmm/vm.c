@@ -132,8 +132,11 @@ static void note_huge_pages(void)
 {
 	const char *path = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
 	char buf[128] = "";
-	FILE *f = fopen(path, "re");
+	FILE *f;
 
+	if (!vmm_verbosity)
+		return; /* only --verbose reports it: no sysfs read on every start */
+	f = fopen(path, "re");
 	if (f) {
 		if (!fgets(buf, sizeof(buf), f))
 			buf[0] = '\0';
