@@ -26,6 +26,9 @@
 #                             of the retry path)
 #   KVM_HOST_TEST_WEDGE_ONCE=1 L1 hangs with a soft-lockup line instead (self-test
 #                             of the wedge detection)
+#   KVM_HOST_TEST_SILENT_ONCE=1 L1 hangs silently, its heartbeat stopped (self-test
+#                             of the heartbeat watch)
+#   KVM_HOST_HEARTBEAT_S=SECS an L1 silent for SECS (default 180) counts as wedged
 #   KVM_HOST_APPEND=WORDS     more L1 kernel command line (experiments)
 #   KVM_HOST_ACCEL=tcg,...    QEMU's -accel for L1 (experiments; default tcg)
 #   KVM_HOST_DEBUG=1          verbose L1 kernel; its console log is kept and named
@@ -37,6 +40,7 @@ set -uo pipefail
 
 prog=kvm-host
 timeout_s=1800 mem=8G cpus=2 tty=
+heartbeat_s=${KVM_HOST_HEARTBEAT_S:-180}
 usage() {
 	echo "usage: kvm-host.sh [--timeout SECS] [--mem SIZE] [--cpus N] [--tty] -- CMD [ARGS...]" >&2
 	exit 125
@@ -55,6 +59,7 @@ done
 [[ $timeout_s =~ ^[1-9][0-9]*$ ]] || { echo "$prog: bad --timeout '$timeout_s'" >&2; exit 125; }
 [[ $cpus =~ ^[1-9][0-9]*$ ]] || { echo "$prog: bad --cpus '$cpus'" >&2; exit 125; }
 [[ $mem =~ ^[1-9][0-9]*[MGT]?$ ]] || { echo "$prog: bad --mem '$mem'" >&2; exit 125; }
+[[ $heartbeat_s =~ ^[1-9][0-9]*$ ]] || { echo "$prog: bad KVM_HOST_HEARTBEAT_S '$heartbeat_s'" >&2; exit 125; }
 
 if [ -z "${KVM_HOST_FORCE_NESTED:-}" ] && [ -c /dev/kvm ] && { : <>/dev/kvm; } 2>/dev/null; then
 	exec "$@"
@@ -136,12 +141,13 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 boot_l1() {
 	local failonce=$1 deadline=$2 start remain cmdline
 	local -a qemu
-	rm -f "$tmp/ctl" "$tmp/console.log" "$tmp/out" "$tmp/err" "$tmp/wedged"
+	rm -f "$tmp/ctl" "$tmp/console.log" "$tmp/out" "$tmp/err" "$tmp/wedged" "$tmp/silent"
 	: >"$tmp/ctl"
 	cmdline="console=ttyS0 panic=-1 kvmhost.run=$tmp"
 	if [ -n "${KVM_HOST_DEBUG:-}" ]; then cmdline+=" printk.time=1"; else cmdline+=" quiet loglevel=1"; fi
 	[ "$failonce" = panic ] && cmdline+=" kvmhost.failonce=1"
 	[ "$failonce" = wedge ] && cmdline+=" kvmhost.wedgeonce=1"
+	[ "$failonce" = silent ] && cmdline+=" kvmhost.silentonce=1"
 	[ -n "${KVM_HOST_APPEND:-}" ] && cmdline+=" $KVM_HOST_APPEND"
 	qemu=(qemu-system-x86_64 -nodefaults -no-user-config -accel "${KVM_HOST_ACCEL:-tcg}" -cpu max
 		-smp "$cpus" -m "$mem" -display none -no-reboot
@@ -195,14 +201,26 @@ boot_l1() {
 		done
 	) &
 	local watcher=$!
-	# The emulation sometimes wedges L1: every CPU in a soft lockup, for good
-	# (docs/testing.md). Such an L1 never ends on its own; after two minutes of
-	# lockup it is stopped and counted as dead, so it gets the one retry.
+	# The emulation sometimes wedges L1 for good (docs/testing.md), in one of
+	# two ways: every CPU in a soft lockup, which its console reports, or its
+	# timers stopped, which nothing reports, so l1-init sends a heartbeat on
+	# the control port every 15 s. After two minutes of lockup, or
+	# $heartbeat_s s without a heartbeat, L1 is stopped and counted as dead,
+	# so it gets the one retry.
 	(
+		last_size=-1 last_change=$SECONDS
 		while kill -0 "$qemu_pid" 2>/dev/null; do
 			if grep -aqE 'soft lockup - CPU#[0-9]+ stuck for ([0-9]{4,}|[2-9][0-9]{2}|1[2-9][0-9])s' \
 				"$tmp/console.log" 2>/dev/null; then
 				: >"$tmp/wedged"
+				kill -TERM "$qemu_pid" 2>/dev/null
+				exit 0
+			fi
+			size=$(stat -c %s "$tmp/ctl" 2>/dev/null) || size=-1
+			if [ "$size" != "$last_size" ]; then
+				last_size=$size last_change=$SECONDS
+			elif [ $((SECONDS - last_change)) -ge "$heartbeat_s" ]; then
+				echo $((SECONDS - last_change)) >"$tmp/silent"
 				kill -TERM "$qemu_pid" 2>/dev/null
 				exit 0
 			fi
@@ -225,6 +243,9 @@ boot_l1() {
 	elif [ -e "$tmp/wedged" ]; then
 		echo "$prog: the nested KVM host wedged (its CPUs in a soft lockup for 2 minutes); stopped it" >&2
 		tr -d '\r' <"$tmp/console.log" | grep -a 'soft lockup' | tail -n 2 | sed "s/^/$prog:   /" >&2
+		attempt_rc=-1
+	elif [ -e "$tmp/silent" ]; then
+		echo "$prog: the nested KVM host wedged (no heartbeat for $(cat "$tmp/silent") s: its clock stopped); stopped it" >&2
 		attempt_rc=-1
 	elif [ -z "$tty" ] && [ "$qrc" -eq 124 ]; then
 		echo "$prog: timed out after $timeout_s s; nested KVM host killed" >&2
@@ -257,6 +278,7 @@ attempt_rc=-1
 test_flaw=
 [ -n "${KVM_HOST_TEST_FAIL_ONCE:-}" ] && test_flaw=panic
 [ -n "${KVM_HOST_TEST_WEDGE_ONCE:-}" ] && test_flaw=wedge
+[ -n "${KVM_HOST_TEST_SILENT_ONCE:-}" ] && test_flaw=silent
 boot_l1 "$test_flaw" "$deadline"
 if [ "$attempt_rc" -eq -1 ]; then
 	echo "$prog: nested KVM host died before the command finished; retrying once" >&2

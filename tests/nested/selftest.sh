@@ -3,7 +3,7 @@
 # the nested host (KVM_HOST_FORCE_NESTED=1), even where /dev/kvm works.
 # Checks: exit status, stdout/stderr kept apart and intact, argv quoting, cwd,
 # environment passing, the read-write build/ share and the read-only root,
-# a working /dev/kvm in L1, the retry after a dead L1 and after a wedged one, the timeout, the
+# a working /dev/kvm in L1, the retry after a dead L1 and after a wedged or silent one, the timeout, the
 # interactive mode on a pseudo-terminal, and bad arguments. One "PASS|FAIL nested:selftest:CASE" line per case, also appended
 # to $RESULTS (default build/results.txt); ends with "N passed, N failed".
 set -u
@@ -69,6 +69,16 @@ rc=$?
 check wedge-retry-status "$([ $rc -eq 6 ]; echo $?)" "rc=$rc, want 6"
 check wedge-message "$(grep -qF 'the nested KVM host wedged' "$work/err"; echo $?)"
 check wedge-ran-once "$([ "$(grep -c after-wedge "$work/out")" -eq 1 ]; echo $?)"
+
+# 2c. A silent L1 (its heartbeat stopped, nothing on its console) is stopped,
+# reported and retried once.
+start=$SECONDS
+KVM_HOST_TEST_SILENT_ONCE=1 KVM_HOST_HEARTBEAT_S=30 "$host" --timeout 600 -- sh -c 'sleep 40; echo after-silence; exit 7' \
+	>"$work/out" 2>"$work/err"
+rc=$?
+check silent-retry-status "$([ $rc -eq 7 ]; echo $?)" "rc=$rc, want 7"
+check silent-message "$(grep -qF 'no heartbeat for' "$work/err"; echo $?)" "$(tail -n 3 "$work/err")"
+check silent-ran-once "$([ "$(grep -c after-silence "$work/out")" -eq 1 ]; echo $?)"
 
 # 3. The timeout kills QEMU and gives 124.
 start=$SECONDS
