@@ -29,6 +29,13 @@ net_up() {
 	echo "mac=$(cat "/sys/class/net/$net_if/address")"
 	# The virtio feature bits the driver accepted, bit 0 first.
 	echo "features=$(cat "/sys/class/net/$net_if/device/features")"
+	# The kernel's link watcher sets operstate after the device opened, up to
+	# a second later (longer under emulation): give it 10 s.
+	n=0
+	while [ "$(cat "/sys/class/net/$net_if/operstate")" != up ] && [ $n -lt 100 ]; do
+		sleep 0.1
+		n=$((n + 1))
+	done
 	echo "operstate=$(cat "/sys/class/net/$net_if/operstate")"
 }
 
