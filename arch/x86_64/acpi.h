@@ -1,8 +1,9 @@
 /*
  * ACPI firmware tables for an x86_64 guest: RSDP, XSDT, FADT, FACS, DSDT,
  * MADT and MCFG, describing the platform the VMM emulates (KVM in-kernel PIC +
- * IOAPIC + LAPICs, a PCIe host bridge with ECAM, COM1, i8042, CMOS RTC and
- * ACPI fixed hardware with a PM1a event/control block for S5 power-off).
+ * IOAPIC + LAPICs, a PCIe host bridge with ECAM, COM1, CMOS RTC, ACPI fixed
+ * hardware with a PM1a event/control block for S5 power-off, and the i8042
+ * command port as the reset register; no keyboard is declared).
  */
 #ifndef ARCH_X86_64_ACPI_H
 #define ARCH_X86_64_ACPI_H
