@@ -56,7 +56,11 @@ nested_flaw_signature() {
 			! flawed "$tf" 'Linux version 6.1' &&
 			! flawed $'vmm: --timeout 240 s expired; the guest\'s last console line: "hang"' 'hang' &&
 			! flawed 'vmm: KVM_RUN failed on vCPU 0: Bad address' '' &&
-			! KVM_HOST_NESTED= flawed "$tf" ''
+			! KVM_HOST_NESTED= flawed "$tf" '' &&
+			flawed $'vmm: --timeout 240 s expired; the guest\'s last console line: "x"\nvmm: vCPU 0: halted rip=0x1 rflags.IF=1; LAPIC tpr=0 isr=-1 irr=-1 lvtt=0x400ec tmict=0; tsc-deadline unarmed\nvmm: vCPU 1: runnable rip=0xffffffffc055c20c rflags.IF=1; LAPIC tpr=0 isr=-1 irr=251 lvtt=0x400ec tmict=0; tsc-deadline unarmed' 'x' &&
+			! flawed $'vmm: --timeout 240 s expired; the guest\'s last console line: "x"\nvmm: vCPU 1: runnable rip=0x1 rflags.IF=0; LAPIC tpr=0 isr=-1 irr=251 lvtt=0 tmict=0; tsc-deadline unarmed' 'x' &&
+			! flawed $'vmm: --timeout 240 s expired; the guest\'s last console line: "x"\nvmm: vCPU 1: runnable rip=0x1 rflags.IF=1; LAPIC tpr=0 isr=236 irr=251 lvtt=0 tmict=0; tsc-deadline unarmed' 'x' &&
+			! flawed $'vmm: --timeout 240 s expired; the guest\'s last console line: "x"\nvmm: vCPU 1: runnable rip=0x1 rflags.IF=1; LAPIC tpr=0 isr=-1 irr=-1 lvtt=0 tmict=0; tsc-deadline unarmed' 'x'
 	)
 }
 

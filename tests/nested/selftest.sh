@@ -60,7 +60,7 @@ check no-marker-leak "$(! grep -q -e 'rc=' -e '^up$' "$work/out"; echo $?)"
 KVM_HOST_TEST_FAIL_ONCE=1 "$host" --timeout 600 -- sh -c 'echo second-try; exit 5' >"$work/out" 2>"$work/err"
 rc=$?
 check retry-status "$([ $rc -eq 5 ]; echo $?)" "rc=$rc, want 5"
-check retry-message "$(grep -qF 'nested KVM host died before the command finished; retrying once' "$work/err"; echo $?)"
+check retry-message "$(grep -qF 'nested KVM host died before the command finished; retrying (1 of 2)' "$work/err"; echo $?)"
 check retry-ran-once "$([ "$(grep -c second-try "$work/out")" -eq 1 ]; echo $?)"
 
 # 2b. A wedged L1 (a soft lockup on its console) is stopped, reported and retried once.
