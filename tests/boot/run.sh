@@ -19,7 +19,7 @@ pass=$(grep -c '^PASS' "$BUILD/boot-results.txt")
 fail=$(grep -c '^FAIL' "$BUILD/boot-results.txt")
 [ "$rc" -eq 0 ] || { echo "FAIL boot:suite: the nested host exited $rc" >>"$RESULTS"; fail=$((fail + 1)); }
 if [ -s "$BUILD/boot-flaws.txt" ]; then
-	echo "boot: retried after a nested-host emulation flaw (an L2 guest wrecked before it printed anything):"
+	echo "boot: retried after a nested-host emulation flaw (docs/testing.md):"
 	sed 's/^/  /' "$BUILD/boot-flaws.txt"
 fi
 echo "boot: $pass passed, $fail failed"
