@@ -75,17 +75,15 @@ vmm_boot() {
 # LAPIC), and in the nested host the emulated SVM sometimes loses the kick that
 # would make it (docs/testing.md).
 nested_flaw() {
-	local why undelivered
+	local why undelivered=
 	[ -n "${KVM_HOST_NESTED:-}" ] || return 0
-	if grep -q '^vmm: --timeout [0-9]* s expired' "$1" 2>/dev/null; then
+	grep -q '^vmm: --timeout [0-9]* s expired' "$1" 2>/dev/null &&
 		undelivered=$(grep -m1 -E '^vmm: vCPU [0-9]+: runnable rip=0x[0-9a-f]+ rflags\.IF=1; LAPIC tpr=0 isr=-1 irr=([3-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5]) ' "$1")
-		if [ -n "$undelivered" ]; then
-			echo "the L2 guest hung with an interrupt KVM never delivered (${undelivered#vmm: })" >>"$WORK/flaw.$CURRENT_CASE"
-			return 0
-		fi
-	fi
-	grep -q '[^[:space:]]' "$2" 2>/dev/null && return 0
-	if grep -q '^vmm: guest triple fault' "$1" 2>/dev/null; then
+	if [ -n "${undelivered:-}" ]; then
+		why="the L2 guest hung with an interrupt KVM never delivered (${undelivered#vmm: })"
+	elif grep -q '[^[:space:]]' "$2" 2>/dev/null; then
+		return 0
+	elif grep -q '^vmm: guest triple fault' "$1" 2>/dev/null; then
 		why="the L2 guest triple faulted before it printed anything"
 	elif grep -q "^vmm: --timeout [0-9]* s expired; the guest's last console line: \"\"" "$1" 2>/dev/null; then
 		why="the L2 guest hung before it printed anything ($(grep -m1 '^vmm: vCPU 0:' "$1"))"

@@ -35,7 +35,7 @@
 #   KVM_HOST_BUILD=DIR        the build/ folder shared read-write (default: the
 #                             repository's build/); guest images come from DIR/guest
 # Exit status: CMD's; 124 on timeout; 125 if the nested host could not run it
-# (died twice, or could not be built or booted).
+# (died three times, or could not be built or booted).
 set -uo pipefail
 
 prog=kvm-host
@@ -206,7 +206,7 @@ boot_l1() {
 	# timers stopped, which nothing reports, so l1-init sends a heartbeat on
 	# the control port every 15 s. After two minutes of lockup, or
 	# $heartbeat_s s without a heartbeat, L1 is stopped and counted as dead,
-	# so it gets the one retry.
+	# so it is booted again (at most twice, below).
 	(
 		last_size=-1 last_change=$SECONDS
 		while kill -0 "$qemu_pid" 2>/dev/null; do
