@@ -64,7 +64,36 @@ nested_flaw_signature() {
 	)
 }
 
+# The boot suite retries a case whose failure carries the flaw signature, at
+# most FLAW_RETRIES (2) times, says so on its verdict, and never retries a
+# plain failure. Fake cases, so no KVM is needed.
+suite_flaw_retries() {
+	(
+		tmp=$(mktemp -d) || exit 1
+		trap 'rm -rf "$tmp"' EXIT
+		mkdir -p "$tmp/cases" "$tmp/build"
+		cat >"$tmp/cases/fake.sh" <<-'CASES'
+			# Each case counts its attempts in $WORK/tries.NAME.
+			tried() { echo x >>"$WORK/tries.$1"; wc -l <"$WORK/tries.$1"; }
+			flaw() { echo "fake flaw" >>"$WORK/flaw.$CURRENT_CASE"; boot_fail "wrecked"; }
+			case_twice() { [ "$(tried twice)" -le 2 ] && flaw || boot_pass; }
+			case_always() { tried always >/dev/null; flaw; }
+			case_plain() { tried plain >/dev/null; boot_fail "a real failure"; }
+		CASES
+		BUILD=$tmp/build TMPDIR=$tmp KVM_HOST_NESTED=1 BOOT_CASES=$tmp/cases tests/boot/suite.sh >"$tmp/out" 2>&1
+		r=$tmp/build/boot-results.txt w=$tmp/boot-work
+		grep -qx 'PASS boot:twice (retried 2 times: nested-host emulation flaw)' "$r" &&
+			grep -qx 'FAIL boot:always: wrecked (retried 2 times: nested-host emulation flaw)' "$r" &&
+			grep -qx 'FAIL boot:plain: a real failure' "$r" &&
+			[ "$(wc -l <"$w/tries.twice")" -eq 3 ] && [ "$(wc -l <"$w/tries.always")" -eq 3 ] &&
+			[ "$(wc -l <"$w/tries.plain")" -eq 1 ] &&
+			[ "$(grep -c '^always: fake flaw' "$tmp/build/boot-flaws.txt")" -eq 2 ] || {
+			echo "  suite output:"; sed 's/^/  | /' "$tmp/out" "$r"; exit 1; }
+	)
+}
+
 check help-and-version help_and_version
 check no-kvm-message no_kvm_message
 check nested-flaw-signature nested_flaw_signature
+check suite-flaw-retries suite_flaw_retries
 exit $status

@@ -295,11 +295,15 @@ void vm_destroy(struct vm *vm)
 	vm->exit_efd = vm->vm_fd = vm->kvm_fd = -1;
 }
 
-/* Read a whole file into memory; errors name the file and the option. */
-static int read_file(const char *path, const char *option, uint8_t **data, size_t *len)
+/*
+ * Open a kernel or initramfs file and read its first head_max bytes; errors
+ * name the file and the option.
+ */
+static int open_image(const char *path, const char *option, size_t head_max,
+		      struct x86_boot_file *f)
 {
 	struct stat st;
-	uint8_t *buf;
+	uint8_t *head;
 	size_t done = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
@@ -312,27 +316,33 @@ static int read_file(const char *path, const char *option, uint8_t **data, size_
 		close(fd);
 		return -EINVAL;
 	}
-	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-	if (!buf) {
+	f->size = (uint64_t)st.st_size;
+	f->head_len = (size_t)MIN(f->size, (uint64_t)head_max);
+	head = malloc(f->head_len ? f->head_len : 1);
+	if (!head) {
 		close(fd);
 		return -ENOMEM;
 	}
-	while (done < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+	while (done < f->head_len) {
+		ssize_t n = pread(fd, head + done, f->head_len - done, (off_t)done);
 
+		if (n < 0 && errno == EINTR)
+			continue;
 		if (n <= 0) {
 			pr_err("%s %s: read failed: %s", option, path, n ? strerror(errno) : "short file");
-			free(buf);
+			free(head);
 			close(fd);
 			return -EIO;
 		}
 		done += (size_t)n;
 	}
-	close(fd);
-	*data = buf;
-	*len = done;
+	f->head = head;
+	f->fd = fd;
 	return 0;
 }
+
+/* The bzImage's setup header lies in its first KiB; the rest is read into the guest. */
+#define KERNEL_HEAD_MAX 4096
 
 int vm_images_load(const struct vm_config *cfg, struct vm_images *img)
 {
@@ -341,17 +351,18 @@ int vm_images_load(const struct vm_config *cfg, struct vm_images *img)
 	int ret;
 
 	memset(img, 0, sizeof(*img));
-	ret = read_file(cfg->kernel, "--kernel", &img->kernel, &img->kernel_len);
+	img->kernel.fd = img->initrd.fd = -1;
+	ret = open_image(cfg->kernel, "--kernel", KERNEL_HEAD_MAX, &img->kernel);
 	if (ret)
 		return ret;
 	/* Check the format now, before KVM is even opened: the error is about the file. */
-	if (bzimage_parse(img->kernel, img->kernel_len, &bz, &why)) {
+	if (bzimage_parse(img->kernel.head, img->kernel.head_len, img->kernel.size, &bz, &why)) {
 		pr_err("--kernel %s: %s", cfg->kernel, why);
 		vm_images_free(img);
 		return -ENOEXEC;
 	}
 	if (cfg->initramfs) {
-		ret = read_file(cfg->initramfs, "--initramfs", &img->initrd, &img->initrd_len);
+		ret = open_image(cfg->initramfs, "--initramfs", 0, &img->initrd);
 		if (ret) {
 			vm_images_free(img);
 			return ret;
@@ -362,9 +373,14 @@ int vm_images_load(const struct vm_config *cfg, struct vm_images *img)
 
 void vm_images_free(struct vm_images *img)
 {
-	free(img->kernel);
-	free(img->initrd);
+	free((void *)img->kernel.head);
+	free((void *)img->initrd.head);
+	if (img->kernel.fd >= 0)
+		close(img->kernel.fd);
+	if (img->initrd.fd >= 0)
+		close(img->initrd.fd);
 	memset(img, 0, sizeof(*img));
+	img->kernel.fd = img->initrd.fd = -1;
 }
 
 int vm_load(struct vm *vm, const struct vm_images *img)
@@ -376,9 +392,7 @@ int vm_load(struct vm *vm, const struct vm_images *img)
 	};
 	struct x86_boot_params bp = {
 		.kernel = img->kernel,
-		.kernel_len = img->kernel_len,
 		.initrd = img->initrd,
-		.initrd_len = img->initrd_len,
 		.cmdline = vm->cfg->cmdline,
 	};
 	struct x86_boot_layout layout;
@@ -400,7 +414,12 @@ int vm_load(struct vm *vm, const struct vm_images *img)
 	}
 	ret = x86_boot_load(&vm->mem, &bp, &layout, err, sizeof(err));
 	if (ret) {
-		pr_err("%s: %s", ret == -ENOMEM ? "--memory" : "--kernel", err);
+		if (ret == -ENOMEM)
+			pr_err("--memory: %s", err);
+		else if (ret == -EIO)
+			pr_err("%s", err);
+		else
+			pr_err("--kernel %s: %s", vm->cfg->kernel, err);
 		return ret;
 	}
 	ret = x86_boot_build_page_tables(&vm->mem);

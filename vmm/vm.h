@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <linux/kvm.h>
 
+#include "arch/x86_64/boot.h"
 #include "vmm/bus.h"
 #include "vmm/gmem.h"
 #include "vmm/util.h"
@@ -95,10 +96,12 @@ struct vm {
 int vm_create(struct vm *vm, const struct vm_config *cfg) WUR;
 void vm_destroy(struct vm *vm);
 
-/* The kernel and initramfs, read and checked before KVM is opened. */
+/*
+ * The kernel and initramfs, opened and the kernel's header checked before KVM
+ * is opened; vm_load reads them straight into guest memory.
+ */
 struct vm_images {
-	uint8_t *kernel, *initrd;
-	size_t kernel_len, initrd_len;
+	struct x86_boot_file kernel, initrd;
 };
 int vm_images_load(const struct vm_config *cfg, struct vm_images *img) WUR;
 void vm_images_free(struct vm_images *img);

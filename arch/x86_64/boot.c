@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "arch/x86_64/layout.h"
 
@@ -21,18 +22,17 @@ _Static_assert(offsetof(struct boot_params, hdr) == SETUP_HEADER_OFFSET, "setup 
 _Static_assert(offsetof(struct boot_params, e820_table) == 0x2d0, "e820 table offset");
 _Static_assert(sizeof(struct boot_e820_entry) == 20, "e820 entry size");
 
-int bzimage_parse(const uint8_t *img, size_t len, struct bzimage *bz, const char **why)
+int bzimage_parse(const uint8_t *head, size_t head_len, uint64_t size, struct bzimage *bz,
+		  const char **why)
 {
-	const struct setup_header *h;
 	uint64_t setup_sects;
 
 	memset(bz, 0, sizeof(*bz));
-	if (len < SETUP_HEADER_OFFSET + sizeof(struct setup_header)) {
+	if (MIN(head_len, size) < SETUP_HEADER_OFFSET + sizeof(struct setup_header)) {
 		*why = "file too short to be a bzImage";
 		return -ENOEXEC;
 	}
-	h = (const struct setup_header *)(img + SETUP_HEADER_OFFSET);
-	memcpy(&bz->hdr, h, sizeof(bz->hdr));
+	memcpy(&bz->hdr, head + SETUP_HEADER_OFFSET, sizeof(bz->hdr));
 	if (bz->hdr.boot_flag != BOOT_FLAG_MAGIC || bz->hdr.header != HDRS_MAGIC) {
 		*why = "not a bzImage (no boot signature; an ELF vmlinux or a compressed file?)";
 		return -ENOEXEC;
@@ -52,11 +52,11 @@ int bzimage_parse(const uint8_t *img, size_t len, struct bzimage *bz, const char
 	}
 	setup_sects = bz->hdr.setup_sects ? bz->hdr.setup_sects : 4;
 	bz->kernel_offset = (setup_sects + 1) * 512;
-	if (bz->kernel_offset >= len) {
+	if (bz->kernel_offset >= size) {
 		*why = "bzImage is truncated (no protected-mode kernel after the setup code)";
 		return -ENOEXEC;
 	}
-	bz->kernel_size = len - bz->kernel_offset;
+	bz->kernel_size = size - bz->kernel_offset;
 	/* syssize counts 16-byte paragraphs of the protected-mode part. */
 	if ((uint64_t)bz->hdr.syssize * 16 > bz->kernel_size) {
 		*why = "bzImage is truncated (shorter than its header's syssize)";
@@ -119,6 +119,36 @@ static int boot_err(int ret, char *err, size_t errlen, const char *fmt, ...)
 	return ret;
 }
 
+/* Copy len bytes at offset off of f to dst: from its head, then from its fd. */
+static int file_copy(const struct x86_boot_file *f, uint8_t *dst, uint64_t off, size_t len)
+{
+	if (off > f->size || len > f->size - off)
+		return -EINVAL;
+	if (off < f->head_len) {
+		size_t n = (size_t)MIN((uint64_t)len, f->head_len - off);
+
+		memcpy(dst, f->head + off, n);
+		dst += n;
+		off += n;
+		len -= n;
+	}
+	while (len) {
+		ssize_t n;
+
+		if (f->fd < 0)
+			return -EINVAL;
+		n = pread(f->fd, dst, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO; /* EOF early: the file shrank */
+		dst += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 int x86_boot_load(const struct gmem *gm, const struct x86_boot_params *p,
 		  struct x86_boot_layout *out, char *err, size_t errlen)
 {
@@ -126,11 +156,13 @@ int x86_boot_load(const struct gmem *gm, const struct x86_boot_params *p,
 	struct bzimage bz;
 	const char *why;
 	uint64_t low_end, kernel_end, initrd_top, initrd_addr = 0;
+	uint64_t initrd_len = p->initrd.size;
 	size_t cmdline_len = strlen(p->cmdline);
 	void *dst;
+	int ret;
 
 	memset(out, 0, sizeof(*out));
-	if (bzimage_parse(p->kernel, p->kernel_len, &bz, &why))
+	if (bzimage_parse(p->kernel.head, p->kernel.head_len, p->kernel.size, &bz, &why))
 		return boot_err(-ENOEXEC, err, errlen, "%s", why);
 	if (cmdline_len > bz.cmdline_size || cmdline_len >= X86_CMDLINE_MAX)
 		return boot_err(-EINVAL, err, errlen,
@@ -147,21 +179,29 @@ int x86_boot_load(const struct gmem *gm, const struct x86_boot_params *p,
 	dst = gmem_translate(gm, KERNEL_LOAD_ADDR, bz.kernel_size);
 	if (!dst)
 		return boot_err(-ENOMEM, err, errlen, "memory too small for the kernel; give --memory more");
-	memcpy(dst, p->kernel + bz.kernel_offset, bz.kernel_size);
+	ret = file_copy(&p->kernel, dst, bz.kernel_offset, bz.kernel_size);
+	if (ret)
+		return boot_err(-EIO, err, errlen,
+				"--kernel: reading failed: %s (did the file change while loading?)",
+				ret == -EIO ? "it ended early" : strerror(-ret));
 
-	if (p->initrd && p->initrd_len) {
+	if (initrd_len) {
 		/* As high as allowed, below initrd_addr_max and the end of low RAM, page aligned. */
 		initrd_top = MIN(low_end, (uint64_t)bz.initrd_addr_max + 1);
-		if (p->initrd_len > initrd_top ||
-		    ((initrd_top - p->initrd_len) & ~(uint64_t)4095) < ALIGN_UP(kernel_end, 4096))
+		if (initrd_len > initrd_top ||
+		    ((initrd_top - initrd_len) & ~(uint64_t)4095) < ALIGN_UP(kernel_end, 4096))
 			return boot_err(-ENOMEM, err, errlen,
-					"memory too small for kernel + initramfs (%zu MiB); give --memory more",
-					(size_t)(p->initrd_len / MiB + 1));
-		initrd_addr = (initrd_top - p->initrd_len) & ~(uint64_t)4095;
-		dst = gmem_translate(gm, initrd_addr, p->initrd_len);
+					"memory too small for kernel + initramfs (%llu MiB); give --memory more",
+					(unsigned long long)(initrd_len / MiB + 1));
+		initrd_addr = (initrd_top - initrd_len) & ~(uint64_t)4095;
+		dst = gmem_translate(gm, initrd_addr, initrd_len);
 		if (!dst)
 			return boot_err(-EINVAL, err, errlen, "initramfs does not fit in guest RAM");
-		memcpy(dst, p->initrd, p->initrd_len);
+		ret = file_copy(&p->initrd, dst, 0, initrd_len);
+		if (ret)
+			return boot_err(-EIO, err, errlen,
+					"--initramfs: reading failed: %s (did the file change while loading?)",
+					ret == -EIO ? "it ended early" : strerror(-ret));
 	}
 
 	if (gmem_write(gm, X86_CMDLINE_ADDR, p->cmdline, cmdline_len + 1))
@@ -181,8 +221,8 @@ int x86_boot_load(const struct gmem *gm, const struct x86_boot_params *p,
 	zp->hdr.cmdline_size = (uint32_t)cmdline_len;
 	zp->hdr.ramdisk_image = (uint32_t)initrd_addr;
 	zp->ext_ramdisk_image = (uint32_t)(initrd_addr >> 32);
-	zp->hdr.ramdisk_size = (uint32_t)(initrd_addr ? p->initrd_len : 0);
-	zp->ext_ramdisk_size = (uint32_t)(initrd_addr ? (uint64_t)p->initrd_len >> 32 : 0);
+	zp->hdr.ramdisk_size = (uint32_t)(initrd_addr ? initrd_len : 0);
+	zp->ext_ramdisk_size = (uint32_t)(initrd_addr ? initrd_len >> 32 : 0);
 	zp->acpi_rsdp_addr = p->rsdp_gpa;
 	zp->e820_entries = (uint8_t)x86_e820_build(gm, zp->e820_table, ARRAY_SIZE(zp->e820_table));
 
@@ -191,7 +231,7 @@ int x86_boot_load(const struct gmem *gm, const struct x86_boot_params *p,
 	out->kernel_start = KERNEL_LOAD_ADDR;
 	out->kernel_end = kernel_end;
 	out->initrd_start = initrd_addr;
-	out->initrd_end = initrd_addr ? initrd_addr + p->initrd_len : 0;
+	out->initrd_end = initrd_addr ? initrd_addr + initrd_len : 0;
 	return 0;
 }
 

@@ -24,19 +24,32 @@ struct bzimage {
 };
 
 /*
- * Validate the setup header of a bzImage of len bytes. On failure returns
- * -ENOEXEC and points *why at a sentence naming what is wrong.
+ * Validate the setup header of a bzImage of size bytes, given its first
+ * head_len bytes. On failure returns -ENOEXEC and points *why at a sentence
+ * naming what is wrong.
  */
-int bzimage_parse(const uint8_t *img, size_t len, struct bzimage *bz, const char **why) WUR;
+int bzimage_parse(const uint8_t *head, size_t head_len, uint64_t size, struct bzimage *bz,
+		  const char **why) WUR;
 
 /* The e820 map for this guest memory; returns the number of entries (<= max). */
 unsigned x86_e820_build(const struct gmem *gm, struct boot_e820_entry *tab, unsigned max);
 
+/*
+ * A kernel or initramfs file: its first head_len bytes in memory (for a
+ * bzImage, at least the setup header) and the rest read from fd straight into
+ * guest memory, so that a 15 MiB kernel is neither buffered nor copied twice.
+ * With fd < 0, head holds all size bytes.
+ */
+struct x86_boot_file {
+	const uint8_t *head;
+	size_t head_len;
+	uint64_t size;
+	int fd;
+};
+
 struct x86_boot_params {
-	const uint8_t *kernel;     /* the whole bzImage file */
-	size_t kernel_len;
-	const uint8_t *initrd;     /* may be NULL */
-	size_t initrd_len;
+	struct x86_boot_file kernel;  /* a bzImage */
+	struct x86_boot_file initrd;  /* size 0: none */
 	const char *cmdline;
 	uint64_t rsdp_gpa;         /* 0 when there are no ACPI tables */
 };
@@ -50,7 +63,8 @@ struct x86_boot_layout {
 
 /*
  * Copy kernel, initramfs and command line into guest memory and build the
- * zero page. On failure returns -errno and writes a one-line reason to err.
+ * zero page. On failure returns -errno (-ENOMEM: guest memory too small; -EIO:
+ * a file could not be read whole) and writes a one-line reason to err.
  */
 int x86_boot_load(const struct gmem *gm, const struct x86_boot_params *p,
 		  struct x86_boot_layout *out, char *err, size_t errlen) WUR;

@@ -2,7 +2,7 @@
 # shellcheck disable=SC2054  # commas inside QEMU options are not array separators
 # Runs a command on a machine with /dev/kvm.
 #
-#   tests/nested/kvm-host.sh [--timeout SECS] [--mem SIZE] [--cpus N] [--tty] -- CMD [ARGS...]
+#   tests/nested/kvm-host.sh [--timeout SECS] [--mem SIZE] [--cpus N] [--retries N] [--tty] -- CMD [ARGS...]
 #
 # With a usable /dev/kvm here, CMD is simply executed. Otherwise CMD runs inside
 # a nested KVM host: an L1 Linux guest under QEMU's software emulation (TCG,
@@ -16,6 +16,9 @@
 #   --timeout SECS  give up after SECS (default 1800) in all: QEMU is killed, exit 124
 #   --mem SIZE      L1 memory, QEMU syntax (default 8G: room for 5 GiB L2 guests)
 #   --cpus N        L1 vCPUs (default 2)
+#   --retries N     boot L1 again at most N times (default 2) when it dies or
+#                   wedges before CMD finishes; CMD then runs again from the
+#                   start, so give more only to a CMD that resumes its work
 #   --tty           interactive: CMD gets this terminal (raw, passed through) as
 #                   its controlling tty in L1; no timeout. Used by run-vmm.sh.
 # Environment:
@@ -28,21 +31,21 @@
 #                             of the wedge detection)
 #   KVM_HOST_TEST_SILENT_ONCE=1 L1 hangs silently, its heartbeat stopped (self-test
 #                             of the heartbeat watch)
-#   KVM_HOST_HEARTBEAT_S=SECS an L1 silent for SECS (default 180) counts as wedged
+#   KVM_HOST_HEARTBEAT_S=SECS an L1 silent for SECS (default 120) counts as wedged
 #   KVM_HOST_APPEND=WORDS     more L1 kernel command line (experiments)
 #   KVM_HOST_ACCEL=tcg,...    QEMU's -accel for L1 (experiments; default tcg)
 #   KVM_HOST_DEBUG=1          verbose L1 kernel; its console log is kept and named
 #   KVM_HOST_BUILD=DIR        the build/ folder shared read-write (default: the
 #                             repository's build/); guest images come from DIR/guest
 # Exit status: CMD's; 124 on timeout; 125 if the nested host could not run it
-# (died three times, or could not be built or booted).
+# (died 1 + --retries times, or could not be built or booted).
 set -uo pipefail
 
 prog=kvm-host
-timeout_s=1800 mem=8G cpus=2 tty=
-heartbeat_s=${KVM_HOST_HEARTBEAT_S:-180}
+timeout_s=1800 mem=8G cpus=2 retries=2 tty=
+heartbeat_s=${KVM_HOST_HEARTBEAT_S:-120}
 usage() {
-	echo "usage: kvm-host.sh [--timeout SECS] [--mem SIZE] [--cpus N] [--tty] -- CMD [ARGS...]" >&2
+	echo "usage: kvm-host.sh [--timeout SECS] [--mem SIZE] [--cpus N] [--retries N] [--tty] -- CMD [ARGS...]" >&2
 	exit 125
 }
 while [ $# -gt 0 ]; do
@@ -50,6 +53,7 @@ while [ $# -gt 0 ]; do
 		--timeout) [ $# -ge 2 ] || usage; timeout_s=$2; shift 2 ;;
 		--mem)     [ $# -ge 2 ] || usage; mem=$2; shift 2 ;;
 		--cpus)    [ $# -ge 2 ] || usage; cpus=$2; shift 2 ;;
+		--retries) [ $# -ge 2 ] || usage; retries=$2; shift 2 ;;
 		--tty)     tty=1; shift ;;
 		--)        shift; break ;;
 		*)         usage ;;
@@ -58,6 +62,7 @@ done
 [ $# -ge 1 ] || usage
 [[ $timeout_s =~ ^[1-9][0-9]*$ ]] || { echo "$prog: bad --timeout '$timeout_s'" >&2; exit 125; }
 [[ $cpus =~ ^[1-9][0-9]*$ ]] || { echo "$prog: bad --cpus '$cpus'" >&2; exit 125; }
+[[ $retries =~ ^[0-9]$|^[1-9][0-9]$ ]] || { echo "$prog: bad --retries '$retries' (0 to 99)" >&2; exit 125; }
 [[ $mem =~ ^[1-9][0-9]*[MGT]?$ ]] || { echo "$prog: bad --mem '$mem'" >&2; exit 125; }
 [[ $heartbeat_s =~ ^[1-9][0-9]*$ ]] || { echo "$prog: bad KVM_HOST_HEARTBEAT_S '$heartbeat_s'" >&2; exit 125; }
 
@@ -280,17 +285,21 @@ test_flaw=
 [ -n "${KVM_HOST_TEST_WEDGE_ONCE:-}" ] && test_flaw=wedge
 [ -n "${KVM_HOST_TEST_SILENT_ONCE:-}" ] && test_flaw=silent
 # A dead or wedged L1 is the emulation's flaw, not the command's: boot it again,
-# at most twice (measured: a panic in about 1 L1 boot of 10, and silent wedges
-# twice within one 10-minute boot suite).
+# at most --retries times (measured: a panic in about 1 L1 boot of 10; up to
+# three deaths within one 10-minute boot suite, which resumes and asks for more).
 boot_l1 "$test_flaw" "$deadline"
 tries=1
-while [ "$attempt_rc" -eq -1 ] && [ "$tries" -lt 3 ]; do
-	echo "$prog: nested KVM host died before the command finished; retrying ($tries of 2)" >&2
+while [ "$attempt_rc" -eq -1 ] && [ "$tries" -le "$retries" ]; do
+	echo "$prog: nested KVM host died before the command finished; retrying ($tries of $retries)" >&2
 	boot_l1 "" "$deadline"
 	tries=$((tries + 1))
 done
 if [ "$attempt_rc" -eq -1 ]; then
-	echo "$prog: nested KVM host died $tries times; giving up" >&2
+	if [ "$tries" -eq 1 ]; then
+		echo "$prog: nested KVM host died (no retries allowed); giving up" >&2
+	else
+		echo "$prog: nested KVM host died $tries times; giving up" >&2
+	fi
 	attempt_rc=125
 fi
 exit "$attempt_rc"

@@ -80,6 +80,13 @@ check silent-retry-status "$([ $rc -eq 7 ]; echo $?)" "rc=$rc, want 7"
 check silent-message "$(grep -qF 'no heartbeat for' "$work/err"; echo $?)" "$(tail -n 3 "$work/err")"
 check silent-ran-once "$([ "$(grep -c after-silence "$work/out")" -eq 1 ]; echo $?)"
 
+# 2d. With --retries 0, a dead L1 is the end: 125, said so, the command not run.
+KVM_HOST_TEST_FAIL_ONCE=1 "$host" --retries 0 --timeout 600 -- sh -c 'echo ran-anyway; exit 5' >"$work/out" 2>"$work/err"
+rc=$?
+check no-retry-status "$([ $rc -eq 125 ]; echo $?)" "rc=$rc, want 125"
+check no-retry-message "$(grep -qF 'died (no retries allowed); giving up' "$work/err" && ! grep -q retrying "$work/err"; echo $?)"
+check no-retry-not-run "$(! grep -q ran-anyway "$work/out"; echo $?)"
+
 # 3. The timeout kills QEMU and gives 124.
 start=$SECONDS
 "$host" --timeout 5 -- sleep 600 >"$work/out" 2>"$work/err"
@@ -109,6 +116,8 @@ fi
 check bad-timeout "$([ $rc -eq 125 ]; echo $?)" "rc=$rc"
 KVM_HOST_ENV='BAD-NAME' "$host" -- true >/dev/null 2>&1; rc=$?
 check bad-env-name "$([ $rc -eq 125 ]; echo $?)" "rc=$rc"
+"$host" --retries -1 -- true >/dev/null 2>&1; rc=$?
+check bad-retries "$([ $rc -eq 125 ]; echo $?)" "rc=$rc"
 "$host" --cpus 2 >/dev/null 2>&1; rc=$?
 check no-command "$([ $rc -eq 125 ]; echo $?)" "rc=$rc"
 

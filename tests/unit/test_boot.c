@@ -4,6 +4,8 @@
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "arch/x86_64/boot.h"
@@ -34,6 +36,12 @@ static uint8_t *fake_bzimage(size_t *len)
 	return img;
 }
 
+/* A file held whole in memory. */
+static struct x86_boot_file mem_file(const uint8_t *data, size_t len)
+{
+	return (struct x86_boot_file){ .head = data, .head_len = len, .size = len, .fd = -1 };
+}
+
 static struct setup_header *hdr_of(uint8_t *img)
 {
 	return (struct setup_header *)(img + 0x1f1);
@@ -44,7 +52,7 @@ static void expect_rejected(uint8_t *img, size_t len, const char *needle)
 	struct bzimage bz;
 	const char *why = NULL;
 
-	assert_int_equal(bzimage_parse(img, len, &bz, &why), -ENOEXEC);
+	assert_int_equal(bzimage_parse(img, len, len, &bz, &why), -ENOEXEC);
 	assert_non_null(why);
 	if (!strstr(why, needle))
 		fail_msg("'%s' does not mention '%s'", why, needle);
@@ -58,7 +66,7 @@ static void test_parse_valid(void **state)
 	uint8_t *img = fake_bzimage(&len);
 
 	(void)state;
-	assert_int_equal(bzimage_parse(img, len, &bz, &why), 0);
+	assert_int_equal(bzimage_parse(img, len, len, &bz, &why), 0);
 	assert_int_equal(bz.kernel_offset, (FAKE_SETUP_SECTS + 1) * 512);
 	assert_int_equal(bz.kernel_size, FAKE_KERNEL_SIZE);
 	assert_int_equal(bz.version, 0x020f);
@@ -147,7 +155,7 @@ static void test_load_places_everything(void **state)
 	size_t len;
 	uint8_t *img = fake_bzimage(&len);
 	struct x86_boot_params p = {
-		.kernel = img, .kernel_len = len, .initrd = initrd, .initrd_len = sizeof(initrd),
+		.kernel = mem_file(img, len), .initrd = mem_file(initrd, sizeof(initrd)),
 		.cmdline = "console=ttyS0 quiet", .rsdp_gpa = X86_ACPI_ADDR,
 	};
 
@@ -187,7 +195,7 @@ static void test_load_initrd_respects_addr_max(void **state)
 	size_t len;
 	uint8_t *img = fake_bzimage(&len);
 	struct x86_boot_params p = {
-		.kernel = img, .kernel_len = len, .initrd = initrd, .initrd_len = sizeof(initrd),
+		.kernel = mem_file(img, len), .initrd = mem_file(initrd, sizeof(initrd)),
 		.cmdline = "",
 	};
 
@@ -208,20 +216,18 @@ static void test_load_errors(void **state)
 	char err[256], longline[4096];
 	size_t len;
 	uint8_t *img = fake_bzimage(&len);
-	struct x86_boot_params p = { .kernel = img, .kernel_len = len, .cmdline = "" };
+	struct x86_boot_params p = { .kernel = mem_file(img, len), .cmdline = "" };
 
 	(void)state;
 	/* 16 MiB of RAM: the kernel fits, a 40 MiB initramfs does not. */
 	assert_int_equal(gmem_create(&gm, 16 * MiB, X86_MEM_HOLE_START, X86_MEM_HOLE_END), 0);
-	p.initrd = big_initrd;
-	p.initrd_len = sizeof(big_initrd);
+	p.initrd = mem_file(big_initrd, sizeof(big_initrd));
 	assert_int_not_equal(x86_boot_load(&gm, &p, &lay, err, sizeof(err)), 0);
 	assert_non_null(strstr(err, "memory too small"));
 	assert_non_null(strstr(err, "--memory"));
 
 	/* A command line longer than the kernel takes. */
-	p.initrd = NULL;
-	p.initrd_len = 0;
+	p.initrd = mem_file(NULL, 0);
 	memset(longline, 'a', sizeof(longline) - 1);
 	longline[sizeof(longline) - 1] = 0;
 	p.cmdline = longline;
@@ -234,6 +240,78 @@ static void test_load_errors(void **state)
 	assert_int_equal(x86_boot_load(&gm, &p, &lay, err, sizeof(err)), -ENOMEM);
 	assert_non_null(strstr(err, "memory too small"));
 	gmem_destroy(&gm);
+	free(img);
+}
+
+/* A memfd holding len bytes of data, for the loader's read-from-fd path. */
+static int data_fd(const uint8_t *data, size_t len)
+{
+	int fd = memfd_create("test-boot", MFD_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	return fd;
+}
+
+/* As vmm does: the header in memory, kernel and initramfs read from their files into the guest. */
+static void test_load_reads_files_into_guest(void **state)
+{
+	static uint8_t initrd[3 * 4096 + 5];
+	struct x86_boot_layout lay;
+	struct gmem gm;
+	char err[256];
+	size_t len;
+	uint8_t *img = fake_bzimage(&len);
+	int kfd, ifd;
+	struct x86_boot_params p = { .cmdline = "" };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(initrd); i++)
+		initrd[i] = (uint8_t)(i * 7);
+	/* The last kernel byte differs, so a copy from the wrong offset shows. */
+	img[len - 1] = 0x5b;
+	kfd = data_fd(img, len);
+	ifd = data_fd(initrd, sizeof(initrd));
+	p.kernel = (struct x86_boot_file){ .head = img, .head_len = 1024, .size = len, .fd = kfd };
+	p.initrd = (struct x86_boot_file){ .head = NULL, .size = sizeof(initrd), .fd = ifd };
+	assert_int_equal(gmem_create(&gm, 256 * MiB, X86_MEM_HOLE_START, X86_MEM_HOLE_END), 0);
+	assert_int_equal(x86_boot_load(&gm, &p, &lay, err, sizeof(err)), 0);
+	assert_memory_equal(gmem_translate(&gm, X86_HIMEM_START, FAKE_KERNEL_SIZE),
+			    img + (FAKE_SETUP_SECTS + 1) * 512, FAKE_KERNEL_SIZE);
+	assert_memory_equal(gmem_translate(&gm, lay.initrd_start, sizeof(initrd)), initrd, sizeof(initrd));
+
+	/* Files that shrank after they were opened: a clear error, not a guest with holes. */
+	assert_int_equal(ftruncate(ifd, 4096), 0);
+	assert_int_equal(x86_boot_load(&gm, &p, &lay, err, sizeof(err)), -EIO);
+	if (!strstr(err, "--initramfs") || !strstr(err, "ended early"))
+		fail_msg("unexpected error: %s", err);
+	assert_int_equal(ftruncate(kfd, 2048), 0);
+	assert_int_equal(x86_boot_load(&gm, &p, &lay, err, sizeof(err)), -EIO);
+	if (!strstr(err, "--kernel") || !strstr(err, "ended early"))
+		fail_msg("unexpected error: %s", err);
+	/* A closed fd. */
+	close(kfd);
+	p.kernel.fd = -1;
+	assert_int_not_equal(x86_boot_load(&gm, &p, &lay, err, sizeof(err)), 0);
+	close(ifd);
+	gmem_destroy(&gm);
+	free(img);
+}
+
+/* The header check needs only the head of the file; the size says where the kernel ends. */
+static void test_parse_from_head(void **state)
+{
+	struct bzimage bz;
+	const char *why = NULL;
+	size_t len;
+	uint8_t *img = fake_bzimage(&len);
+
+	(void)state;
+	assert_int_equal(bzimage_parse(img, 1024, len, &bz, &why), 0);
+	assert_int_equal(bz.kernel_size, FAKE_KERNEL_SIZE);
+	/* A head too short to hold the setup header is refused, whatever the size. */
+	assert_int_equal(bzimage_parse(img, 0x200, len, &bz, &why), -ENOEXEC);
+	assert_non_null(strstr(why, "too short"));
 	free(img);
 }
 
@@ -290,6 +368,8 @@ int main(void)
 		cmocka_unit_test(test_load_places_everything),
 		cmocka_unit_test(test_load_initrd_respects_addr_max),
 		cmocka_unit_test(test_load_errors),
+		cmocka_unit_test(test_load_reads_files_into_guest),
+		cmocka_unit_test(test_parse_from_head),
 		cmocka_unit_test(test_page_tables_identity_map_4g),
 		cmocka_unit_test(test_gdt_entries),
 	};
