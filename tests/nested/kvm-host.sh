@@ -146,6 +146,8 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 boot_l1() {
 	local failonce=$1 deadline=$2 start remain cmdline
 	local -a qemu
+	# In debug mode the console log of an L1 that died is kept, numbered.
+	[ -n "${KVM_HOST_DEBUG:-}" ] && [ -s "$tmp/console.log" ] && mv "$tmp/console.log" "$tmp/console.$tries.log"
 	rm -f "$tmp/ctl" "$tmp/console.log" "$tmp/out" "$tmp/err" "$tmp/wedged" "$tmp/silent"
 	: >"$tmp/ctl"
 	cmdline="console=ttyS0 panic=-1 kvmhost.run=$tmp"
@@ -287,6 +289,7 @@ test_flaw=
 # A dead or wedged L1 is the emulation's flaw, not the command's: boot it again,
 # at most --retries times (measured: a panic in about 1 L1 boot of 10; up to
 # three deaths within one 10-minute boot suite, which resumes and asks for more).
+tries=0
 boot_l1 "$test_flaw" "$deadline"
 tries=1
 while [ "$attempt_rc" -eq -1 ] && [ "$tries" -le "$retries" ]; do
