@@ -34,6 +34,7 @@
 #   KVM_HOST_HEARTBEAT_S=SECS an L1 silent for SECS (default 120) counts as wedged
 #   KVM_HOST_APPEND=WORDS     more L1 kernel command line (experiments)
 #   KVM_HOST_ACCEL=tcg,...    QEMU's -accel for L1 (experiments; default tcg)
+#   KVM_HOST_CPU=MODEL,...    QEMU's -cpu for L1 (experiments; default max,-erms,-fsrm)
 #   KVM_HOST_DEBUG=1          verbose L1 kernel; its console log is kept and named
 #   KVM_HOST_BUILD=DIR        the build/ folder shared read-write (default: the
 #                             repository's build/); guest images come from DIR/guest
@@ -156,7 +157,9 @@ boot_l1() {
 	[ "$failonce" = wedge ] && cmdline+=" kvmhost.wedgeonce=1"
 	[ "$failonce" = silent ] && cmdline+=" kvmhost.silentonce=1"
 	[ -n "${KVM_HOST_APPEND:-}" ] && cmdline+=" $KVM_HOST_APPEND"
-	qemu=(qemu-system-x86_64 -nodefaults -no-user-config -accel "${KVM_HOST_ACCEL:-tcg}" -cpu max
+	# No ERMS/FSRM: with them Linux clears and copies pages with "rep stosb" and
+	# "rep movsb", which TCG runs one byte per iteration (docs/testing.md).
+	qemu=(qemu-system-x86_64 -nodefaults -no-user-config -accel "${KVM_HOST_ACCEL:-tcg}" -cpu "${KVM_HOST_CPU:-max,-erms,-fsrm}"
 		-smp "$cpus" -m "$mem" -display none -no-reboot
 		-kernel "$kernel" -initrd "$initrd"
 		-chardev "file,id=console,path=$tmp/console.log" -serial chardev:console
