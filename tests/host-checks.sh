@@ -60,7 +60,15 @@ nested_flaw_signature() {
 			flawed $'vmm: --timeout 240 s expired; the guest\'s last console line: "x"\nvmm: vCPU 0: halted rip=0x1 rflags.IF=1; LAPIC tpr=0 isr=-1 irr=-1 lvtt=0x400ec tmict=0; tsc-deadline unarmed\nvmm: vCPU 1: runnable rip=0xffffffffc055c20c rflags.IF=1; LAPIC tpr=0 isr=-1 irr=251 lvtt=0x400ec tmict=0; tsc-deadline unarmed' 'x' &&
 			! flawed $'vmm: --timeout 240 s expired; the guest\'s last console line: "x"\nvmm: vCPU 1: runnable rip=0x1 rflags.IF=0; LAPIC tpr=0 isr=-1 irr=251 lvtt=0 tmict=0; tsc-deadline unarmed' 'x' &&
 			! flawed $'vmm: --timeout 240 s expired; the guest\'s last console line: "x"\nvmm: vCPU 1: runnable rip=0x1 rflags.IF=1; LAPIC tpr=0 isr=236 irr=251 lvtt=0 tmict=0; tsc-deadline unarmed' 'x' &&
-			! flawed $'vmm: --timeout 240 s expired; the guest\'s last console line: "x"\nvmm: vCPU 1: runnable rip=0x1 rflags.IF=1; LAPIC tpr=0 isr=-1 irr=-1 lvtt=0 tmict=0; tsc-deadline unarmed' 'x'
+			! flawed $'vmm: --timeout 240 s expired; the guest\'s last console line: "x"\nvmm: vCPU 1: runnable rip=0x1 rflags.IF=1; LAPIC tpr=0 isr=-1 irr=-1 lvtt=0 tmict=0; tsc-deadline unarmed' 'x' &&
+			flawed 'vmm: guest kernel panic: Kernel panic - not syncing: Fatal exception in interrupt' \
+				$'[ 9.5] RIP: 0010:error_entry+0x10/0x130\n[ 9.5] RSP: 0000:fffffe0000009000 EFLAGS: 00000083' &&
+			! flawed 'vmm: guest kernel panic: Kernel panic - not syncing: Fatal exception in interrupt' \
+				$'[ 9.5] RIP: 0010:virtnet_poll+0x10/0x130\n[ 9.5] RSP: 0018:ffffb0c0000c3e38 EFLAGS: 00000083' &&
+			! flawed 'vmm: guest kernel panic: Kernel panic - not syncing: Fatal exception' \
+				$'[ 9.5] RIP: 0010:error_entry+0x10/0x130\n[ 9.5] RSP: 0018:ffffb0c0000c3e38 EFLAGS: 00000083' &&
+			! KVM_HOST_NESTED= flawed 'vmm: guest kernel panic: Kernel panic - not syncing: Fatal exception in interrupt' \
+				$'[ 9.5] RIP: 0010:error_entry+0x10/0x130\n[ 9.5] RSP: 0000:fffffe0000009000 EFLAGS: 00000083'
 	)
 }
 

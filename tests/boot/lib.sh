@@ -67,13 +67,18 @@ vmm_boot() {
 # faulted or hung before printing a single byte (every case boots a stock,
 # known-good kernel with "quiet") is the emulation's flaw: QEMU's own KVM guests
 # show it there too, at a few percent of boots (docs/testing.md). Note it so
-# suite.sh runs the case once more; on a real /dev/kvm it stays a failure.
+# suite.sh runs the case again; on a real /dev/kvm it stays a failure.
 #
 # One more signature, console or not: at --timeout, a vCPU runs with interrupts
 # enabled, nothing in service, and an interrupt pending in its LAPIC that it
 # never took. Delivering it was the hypervisor's job (vmm uses KVM's in-kernel
 # LAPIC), and in the nested host the emulated SVM sometimes loses the kick that
 # would make it (docs/testing.md).
+#
+# And a third: the guest kernel panicked inside its own exception entry code
+# (error_entry, paranoid_entry, asm_exc_*) on a CPU entry-area stack
+# (fffffe...), i.e. exceptions recursing until that stack ran out, the same
+# corruption the emulation inflicts on L1 ("stack guard page was hit").
 nested_flaw() {
 	local why undelivered=
 	[ -n "${KVM_HOST_NESTED:-}" ] || return 0
@@ -81,6 +86,10 @@ nested_flaw() {
 		undelivered=$(grep -m1 -E '^vmm: vCPU [0-9]+: runnable rip=0x[0-9a-f]+ rflags\.IF=1; LAPIC tpr=0 isr=-1 irr=([3-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5]) ' "$1")
 	if [ -n "${undelivered:-}" ]; then
 		why="the L2 guest hung with an interrupt KVM never delivered (${undelivered#vmm: })"
+	elif grep -q '^vmm: guest kernel panic' "$1" 2>/dev/null &&
+		grep -aqE 'RIP: 0010:(error_entry|paranoid_entry|asm_exc_[a-z_]+)\+0x' "$2" &&
+		grep -aqE 'RSP: [0-9a-f]{4}:fffffe' "$2"; then
+		why="the L2 guest's exceptions recursed until its entry stack ran out ($(grep -aoE -m1 'RIP: 0010:[A-Za-z_]+' "$2"))"
 	elif grep -q '[^[:space:]]' "$2" 2>/dev/null; then
 		return 0
 	elif grep -q '^vmm: guest triple fault' "$1" 2>/dev/null; then
