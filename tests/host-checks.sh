@@ -53,7 +53,7 @@ nested_flaw_signature() {
 		tf='vmm: guest triple fault on vCPU 0 (rip=0xfff0 rsp=0 cr0=0x10 cr3=0 cr4=0 efer=0); the kernel crashed early'
 		to=$'vmm: --timeout 240 s expired; the guest\'s last console line: ""\nvmm: vCPU 0: runnable rip=0xffffffff81a5a1a9'
 		flawed "$tf" '' && flawed "$to" $'\r\n' &&
-			! flawed "$tf" 'Linux version 6.1' &&
+			flawed "$tf" 'cpus=4' && grep -q 'after it printed' "$WORK/flaw.c" &&
 			! flawed $'vmm: --timeout 240 s expired; the guest\'s last console line: "hang"' 'hang' &&
 			! flawed 'vmm: KVM_RUN failed on vCPU 0: Bad address' '' &&
 			! KVM_HOST_NESTED= flawed "$tf" '' &&

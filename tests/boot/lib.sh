@@ -64,8 +64,8 @@ vmm_boot() {
 }
 
 # nested_flaw STDERR LOG: inside the nested host only, a guest that triple
-# faulted or hung before printing a single byte (every case boots a stock,
-# known-good kernel with "quiet") is the emulation's flaw: QEMU's own KVM guests
+# faulted, or hung before printing a single byte (every case boots a stock,
+# known-good kernel with "quiet"), is the emulation's flaw: QEMU's own KVM guests
 # show it there too, at a few percent of boots (docs/testing.md). Note it so
 # suite.sh runs the case again; on a real /dev/kvm it stays a failure.
 #
@@ -90,10 +90,14 @@ nested_flaw() {
 		grep -aqE 'RIP: 0010:(error_entry|paranoid_entry|asm_exc_[a-z_]+)\+0x' "$2" &&
 		grep -aqE 'RSP: [0-9a-f]{4}:fffffe' "$2"; then
 		why="the L2 guest's exceptions recursed until its entry stack ran out ($(grep -aoE -m1 'RIP: 0010:[A-Za-z_]+' "$2"))"
+	elif grep -q '^vmm: guest triple fault' "$1" 2>/dev/null; then
+		if grep -q '[^[:space:]]' "$2" 2>/dev/null; then
+			why="the L2 guest triple faulted ($(grep -o -m1 'on vCPU [0-9]*' "$1"), after it printed)"
+		else
+			why="the L2 guest triple faulted before it printed anything"
+		fi
 	elif grep -q '[^[:space:]]' "$2" 2>/dev/null; then
 		return 0
-	elif grep -q '^vmm: guest triple fault' "$1" 2>/dev/null; then
-		why="the L2 guest triple faulted before it printed anything"
 	elif grep -q "^vmm: --timeout [0-9]* s expired; the guest's last console line: \"\"" "$1" 2>/dev/null; then
 		why="the L2 guest hung before it printed anything ($(grep -m1 '^vmm: vCPU 0:' "$1"))"
 	else
