@@ -3,7 +3,8 @@
 # the nested host (KVM_HOST_FORCE_NESTED=1), even where /dev/kvm works.
 # Checks: exit status, stdout/stderr kept apart and intact, argv quoting, cwd,
 # environment passing, the read-write build/ share and the read-only root,
-# a working /dev/kvm in L1, the retry after a dead L1 and after a wedged or silent one, the timeout, the
+# a working /dev/kvm in L1, the retry after a dead L1 and after a wedged or silent one, no retry with
+# --retries 0, the timeout, the
 # interactive mode on a pseudo-terminal, and bad arguments. One "PASS|FAIL nested:selftest:CASE" line per case, also appended
 # to $RESULTS (default build/results.txt); ends with "N passed, N failed".
 set -u
