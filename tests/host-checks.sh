@@ -100,8 +100,38 @@ suite_flaw_retries() {
 	)
 }
 
+# In the nested host, vmm_boot stops a guest that printed nothing for
+# BOOT_SILENT_S s and notes the flaw; a guest that printed is left alone. Fake
+# VMMs, so no KVM is needed.
+silent_guest_stopped() {
+	(
+		tmp=$(mktemp -d) || exit 1
+		trap 'rm -rf "$tmp"' EXIT
+		export TMPDIR=$tmp KVM_HOST_NESTED=1 BOOT_SILENT_S=2
+		source tests/boot/lib.sh >/dev/null
+		CURRENT_CASE=c
+		# The fake VMM takes --serial file=PATH, prints $1 there, then sleeps 6 s.
+		printf '%s\n' '#!/bin/sh' 'for a; do case $a in file=*) log=${a#file=} ;; esac; done' \
+			'printf "%s" "$FAKE_SAYS" >"$log"; exec sleep 6' >"$tmp/fake-vmm"
+		chmod +x "$tmp/fake-vmm"
+		VMM=$tmp/fake-vmm
+		start=$SECONDS
+		FAKE_SAYS='' vmm_boot "$tmp/quiet.log"
+		[ "$RC" -eq 143 ] && [ $((SECONDS - start)) -lt 6 ] && grep -q 'silent for 2 s' "$WORK/flaw.c" || {
+			echo "  silent guest: rc=$RC after $((SECONDS - start)) s, flaw: $(cat "$WORK/flaw.c" 2>/dev/null)"; exit 1; }
+		rm -f "$WORK/flaw.c"
+		FAKE_SAYS='Linux version 6.1' vmm_boot "$tmp/talks.log"
+		[ "$RC" -eq 0 ] && [ ! -e "$WORK/flaw.c" ] || { echo "  talking guest: rc=$RC"; exit 1; }
+		# Not in the nested host: no watchdog at all.
+		start=$SECONDS
+		KVM_HOST_NESTED='' FAKE_SAYS='' vmm_boot "$tmp/plain.log"
+		[ "$RC" -eq 0 ] && [ $((SECONDS - start)) -ge 6 ] || { echo "  plain host: rc=$RC"; exit 1; }
+	)
+}
+
 check help-and-version help_and_version
 check no-kvm-message no_kvm_message
 check nested-flaw-signature nested_flaw_signature
 check suite-flaw-retries suite_flaw_retries
+check silent-guest-stopped silent_guest_stopped
 exit $status
