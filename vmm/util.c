@@ -1,8 +1,10 @@
 #include "vmm/util.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <time.h>
+#include <unistd.h>
 
 int vmm_verbosity;
 
@@ -33,6 +35,24 @@ void vmm_verbose(const char *fmt, ...)
 	va_start(ap, fmt);
 	vlog(fmt, ap);
 	va_end(ap);
+}
+
+int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 uint64_t monotonic_ns(void)

@@ -58,6 +58,12 @@ int log_ratelimit(uint64_t *last_ns);
 uint64_t monotonic_ns(void);
 
 /*
+ * Read exactly len bytes at offset off of fd into buf, retrying short reads
+ * and EINTR. Returns 0, -errno, or -EIO when the file ends first.
+ */
+int pread_full(int fd, void *buf, size_t len, uint64_t off) WUR;
+
+/*
  * pthread_create() with a 1 MiB stack and a name (15 characters at most). The
  * default 8 MiB stack is 2 MiB-aligned often enough for transparent huge pages
  * to back its first touch with a whole 2 MiB page: 2 MiB of RSS per thread for

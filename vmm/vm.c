@@ -303,9 +303,8 @@ static int open_image(const char *path, const char *option, size_t head_max,
 		      struct x86_boot_file *f)
 {
 	struct stat st;
-	uint8_t *head;
-	size_t done = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint8_t *head = NULL;
+	int ret, fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0) {
 		pr_err("%s %s: %s", option, path, strerror(errno));
@@ -318,23 +317,20 @@ static int open_image(const char *path, const char *option, size_t head_max,
 	}
 	f->size = (uint64_t)st.st_size;
 	f->head_len = (size_t)MIN(f->size, (uint64_t)head_max);
-	head = malloc(f->head_len ? f->head_len : 1);
-	if (!head) {
-		close(fd);
-		return -ENOMEM;
-	}
-	while (done < f->head_len) {
-		ssize_t n = pread(fd, head + done, f->head_len - done, (off_t)done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			pr_err("%s %s: read failed: %s", option, path, n ? strerror(errno) : "short file");
+	if (f->head_len) {
+		head = malloc(f->head_len);
+		if (!head) {
+			close(fd);
+			return -ENOMEM;
+		}
+		ret = pread_full(fd, head, f->head_len, 0);
+		if (ret) {
+			pr_err("%s %s: read failed: %s", option, path,
+			       ret == -EIO ? "short file" : strerror(-ret));
 			free(head);
 			close(fd);
 			return -EIO;
 		}
-		done += (size_t)n;
 	}
 	f->head = head;
 	f->fd = fd;

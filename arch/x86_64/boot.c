@@ -3,9 +3,9 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "arch/x86_64/layout.h"
+#include "vmm/util.h"
 
 #define SETUP_HEADER_OFFSET 0x1f1
 #define BOOT_FLAG_MAGIC     0xaa55
@@ -132,21 +132,10 @@ static int file_copy(const struct x86_boot_file *f, uint8_t *dst, uint64_t off, 
 		off += n;
 		len -= n;
 	}
-	while (len) {
-		ssize_t n;
-
-		if (f->fd < 0)
-			return -EINVAL;
-		n = pread(f->fd, dst, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO; /* EOF early: the file shrank */
-		dst += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
+	if (!len)
+		return 0;
+	/* -EIO: the file ended early, it shrank since it was opened. */
+	return f->fd < 0 ? -EINVAL : pread_full(f->fd, dst, len, off);
 }
 
 int x86_boot_load(const struct gmem *gm, const struct x86_boot_params *p,
