@@ -148,7 +148,8 @@ boot_l1() {
 	local failonce=$1 deadline=$2 start remain cmdline
 	local -a qemu
 	# In debug mode the console log of an L1 that died is kept, numbered.
-	[ -n "${KVM_HOST_DEBUG:-}" ] && [ -s "$tmp/console.log" ] && mv "$tmp/console.log" "$tmp/console.$tries.log"
+	[ -n "${KVM_HOST_DEBUG:-}" ] && [ -s "$tmp/console.log" ] && mv "$tmp/console.log" "$tmp/console.$boots.log"
+	boots=$((boots + 1))
 	rm -f "$tmp/ctl" "$tmp/console.log" "$tmp/out" "$tmp/err" "$tmp/wedged" "$tmp/silent"
 	: >"$tmp/ctl"
 	cmdline="console=ttyS0 panic=-1 kvmhost.run=$tmp"
@@ -216,7 +217,7 @@ boot_l1() {
 	# timers stopped, which nothing reports, so l1-init sends a heartbeat on
 	# the control port every 15 s. After two minutes of lockup, or
 	# $heartbeat_s s without a heartbeat, L1 is stopped and counted as dead,
-	# so it is booted again (at most twice, below).
+	# so it is booted again (at most --retries times, below).
 	(
 		last_size=-1 last_change=$SECONDS
 		while kill -0 "$qemu_pid" 2>/dev/null; do
@@ -292,7 +293,7 @@ test_flaw=
 # A dead or wedged L1 is the emulation's flaw, not the command's: boot it again,
 # at most --retries times (measured: a panic in about 1 L1 boot of 10; up to
 # three deaths within one 10-minute boot suite, which resumes and asks for more).
-tries=0
+boots=0
 boot_l1 "$test_flaw" "$deadline"
 tries=1
 while [ "$attempt_rc" -eq -1 ] && [ "$tries" -le "$retries" ]; do
