@@ -31,6 +31,8 @@ done
 [ -n "$kernel" ] && [ -n "$modules" ] && [ -n "$init" ] && [ -n "$out" ] ||
 	{ echo "usage: mkinitramfs.sh --kernel DIR --modules LIST --init FILE --out FILE" >&2; exit 2; }
 
+# Absolute: modprobe -d prints the modules' paths under it, and we strip it off them.
+[[ $kernel == /* ]] || kernel=$PWD/$kernel
 epoch=${SOURCE_DATE_EPOCH:-0}
 version=$(cat "$kernel/version")
 kroot=$kernel/root

@@ -186,6 +186,8 @@ static void *vcpu_thread(void *arg)
 					strerror(errno));
 			break;
 		}
+		/* Queued writes first: this exit may depend on them (0xCF8 before 0xCFC). */
+		coalesced_drain(&vm->coalesced);
 		if (!handle_exit(v))
 			break;
 	}

@@ -150,6 +150,29 @@ static void note_huge_pages(void)
 		pr_info("guest RAM: transparent huge pages asked for (%s: %s)", path, buf);
 }
 
+/*
+ * Have KVM queue the guest's writes to ports [port, port + len) in the
+ * coalesced ring instead of exiting (vmm/coalesced.h). Optional: without the
+ * capability they simply exit as before.
+ */
+static void coalesce_pio(struct vm *vm, uint16_t port, uint32_t len)
+{
+	struct kvm_coalesced_mmio_zone zone = { .addr = port, .size = len, .pio = 1 };
+	long page = sysconf(_SC_PAGESIZE);
+	int off;
+
+	if (!vm->coalesced.ring) {
+		off = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
+		if (off <= 0 || page <= 0 || ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) <= 0 ||
+		    (long)(off + 1) * page > vm->vcpu_mmap_size)
+			return;
+		/* The ring page is the VM's: every vCPU's mapping shows the same one. */
+		coalesced_attach(&vm->coalesced, (char *)vm->vcpus[0].run + (long)off * page, (size_t)page);
+	}
+	if (ioctl(vm->vm_fd, KVM_REGISTER_COALESCED_MMIO, &zone) < 0)
+		pr_info("ports %#x-%#x: not coalesced (%s)", port, port + len - 1, strerror(errno));
+}
+
 int vm_create(struct vm *vm, const struct vm_config *cfg)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
@@ -158,6 +181,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	memset(vm, 0, sizeof(*vm));
 	vm->cfg = cfg;
 	vm->vm_fd = vm->exit_efd = -1;
+	coalesced_init(&vm->coalesced, &vm->pio, &vm->mmio);
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 
@@ -258,6 +282,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		ret = virtio_pci_add_devices(vm);
 	if (ret)
 		goto err;
+	/* The guest writes the PCI address register before every type-1 config access. */
+	coalesce_pio(vm, PCI_CONFIG_PORT, 4);
 	return 0;
 
 err:
@@ -273,6 +299,8 @@ void vm_destroy(struct vm *vm)
 	if (vm->loop)
 		evloop_destroy(vm->loop);
 	vm->loop = NULL;
+	/* The ring lies in vCPU 0's mapping. */
+	coalesced_destroy(&vm->coalesced);
 	if (vm->vcpus) {
 		for (unsigned i = 0; i < vm->ncpus; i++)
 			vcpu_destroy(&vm->vcpus[i]);
@@ -498,6 +526,8 @@ void vm_pause(struct vm *vm)
 	while (vm->nr_parked < vm->ncpus)
 		pthread_cond_wait(&vm->cond, &vm->lock);
 	pthread_mutex_unlock(&vm->lock);
+	/* Writes KVM queued reach their devices before anyone looks at device state. */
+	coalesced_drain(&vm->coalesced);
 }
 
 void vm_resume(struct vm *vm)

@@ -13,6 +13,7 @@
 
 #include "arch/x86_64/boot.h"
 #include "vmm/bus.h"
+#include "vmm/coalesced.h"
 #include "vmm/gmem.h"
 #include "vmm/util.h"
 
@@ -65,6 +66,7 @@ struct vm {
 	struct gmem mem;
 	struct bus pio;
 	struct bus mmio;
+	struct coalesced coalesced; /* writes KVM queued for us (vmm/coalesced.h) */
 	struct kvm_cpuid2 *supported_cpuid;
 
 	unsigned ncpus;
