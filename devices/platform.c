@@ -149,6 +149,8 @@ int platform_devices_init(struct vm *vm)
 			return ret;
 		}
 	}
+	/* The RTC's index register, written before every CMOS access. */
+	vm_coalesce_pio(vm, X86_RTC_PORT, 1);
 	return 0;
 }
 

@@ -193,11 +193,11 @@ int main(int argc, char **argv)
 
 	if (vm_images_load(&cfg, &img))
 		return VMM_EXIT_USAGE;
-	if (vm_create(&vm, &cfg)) {
+	if (vm_create(&vm, &cfg, &img)) {
 		vm_images_free(&img);
 		return VMM_EXIT_USAGE;
 	}
-	ret = vm_load(&vm, &img);
+	ret = vm_load(&vm);
 	vm_images_free(&img);
 	if (ret) {
 		vm_destroy(&vm);

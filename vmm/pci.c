@@ -529,8 +529,11 @@ int pci_vm_init(struct vm *vm)
 		pr_err("registering the PCI host bridge failed: %s", strerror(-ret));
 		free(vm->pci);
 		vm->pci = NULL;
+		return ret;
 	}
-	return ret;
+	/* The address register, written before every type-1 config access. */
+	vm_coalesce_pio(vm, PCI_CONFIG_PORT, 4);
+	return 0;
 }
 
 void pci_vm_destroy(struct vm *vm)

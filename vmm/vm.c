@@ -151,19 +151,107 @@ static void note_huge_pages(void)
 }
 
 /*
- * Have KVM queue the guest's writes to ports [port, port + len) in the
- * coalesced ring instead of exiting (vmm/coalesced.h). Optional: without the
- * capability they simply exit as before.
+ * Everything the guest finds in memory at boot: MP and ACPI tables, kernel,
+ * initramfs, command line, zero page, page tables, GDT. Needs only guest
+ * memory, so it runs on the loader thread while vCPUs and devices are made.
  */
-static void coalesce_pio(struct vm *vm, uint16_t port, uint32_t len)
+static int load_memory(struct vm *vm, const struct vm_images *img)
+{
+	struct x86_platform plat = {
+		.ncpus = vm->cfg->ncpus,
+		.mmio64_base = ALIGN_UP(MAX(gmem_end(&vm->mem), X86_MEM_HOLE_END), X86_PCI_MMIO64_ALIGN),
+		.mmio64_size = X86_PCI_MMIO64_SIZE,
+	};
+	struct x86_boot_params bp = {
+		.kernel = img->kernel,
+		.initrd = img->initrd,
+		.cmdline = vm->cfg->cmdline,
+	};
+	char err[256];
+	void *p;
+	int ret;
+
+	p = gmem_translate(&vm->mem, X86_MPTABLE_ADDR, X86_MPTABLE_MAX);
+	ret = p ? mptable_build(&plat, p, X86_MPTABLE_MAX, X86_MPTABLE_ADDR) : -EFAULT;
+	if (ret) {
+		pr_err("building the MP table for %u vCPUs failed: %s", plat.ncpus, strerror(-ret));
+		return ret;
+	}
+	p = gmem_translate(&vm->mem, X86_ACPI_ADDR, X86_ACPI_MAX);
+	ret = p ? acpi_build(&plat, p, X86_ACPI_MAX, X86_ACPI_ADDR, &bp.rsdp_gpa) : -EFAULT;
+	if (ret) {
+		pr_err("building the ACPI tables for %u vCPUs failed: %s", plat.ncpus, strerror(-ret));
+		return ret;
+	}
+	ret = x86_boot_load(&vm->mem, &bp, &vm->layout, err, sizeof(err));
+	if (ret) {
+		if (ret == -ENOMEM)
+			pr_err("--memory: %s", err);
+		else if (ret == -EIO)
+			pr_err("%s", err);
+		else
+			pr_err("--kernel %s: %s", vm->cfg->kernel, err);
+		return ret;
+	}
+	ret = x86_boot_build_page_tables(&vm->mem);
+	if (!ret)
+		ret = x86_boot_build_gdt(&vm->mem);
+	if (ret)
+		pr_err("building the boot page tables failed: %s", strerror(-ret));
+	return ret;
+}
+
+struct loader {
+	struct vm *vm;
+	const struct vm_images *img;
+};
+
+static void *loader_thread(void *arg)
+{
+	struct loader *l = arg;
+
+	l->vm->loader_ret = load_memory(l->vm, l->img);
+	free(l);
+	return NULL;
+}
+
+/* Start load_memory on its own thread; on failure to start one, run it here. */
+static void loader_start(struct vm *vm, const struct vm_images *img)
+{
+	struct loader *l = malloc(sizeof(*l));
+
+	if (l) {
+		*l = (struct loader){ vm, img };
+		if (pthread_create(&vm->loader, NULL, loader_thread, l) == 0) {
+			vm->loader_running = true;
+			return;
+		}
+		free(l);
+	}
+	vm->loader_ret = load_memory(vm, img);
+}
+
+static int loader_wait(struct vm *vm)
+{
+	if (vm->loader_running) {
+		pthread_join(vm->loader, NULL);
+		vm->loader_running = false;
+	}
+	return vm->loader_ret;
+}
+
+void vm_coalesce_pio(struct vm *vm, uint16_t port, uint32_t len)
 {
 	struct kvm_coalesced_mmio_zone zone = { .addr = port, .size = len, .pio = 1 };
 	long page = sysconf(_SC_PAGESIZE);
 	int off;
 
 	if (!vm->coalesced.ring) {
+		if (!vm->vcpus || !vm->ncpus || vm->vcpus[0].run == NULL)
+			return;
 		off = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
-		if (off <= 0 || page <= 0 || ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) <= 0 ||
+		if (off <= 0 || page <= 0 ||
+		    ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) <= 0 ||
 		    (long)(off + 1) * page > vm->vcpu_mmap_size)
 			return;
 		/* The ring page is the VM's: every vCPU's mapping shows the same one. */
@@ -173,7 +261,7 @@ static void coalesce_pio(struct vm *vm, uint16_t port, uint32_t len)
 		pr_info("ports %#x-%#x: not coalesced (%s)", port, port + len - 1, strerror(errno));
 }
 
-int vm_create(struct vm *vm, const struct vm_config *cfg)
+int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_images *img)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	int ret, limit;
@@ -234,6 +322,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		pr_err("KVM_SET_USER_MEMORY_REGION failed: %s", strerror(-ret));
 		goto err;
 	}
+	/* Reading 15 MiB of kernel and initramfs overlaps making vCPUs and devices. */
+	loader_start(vm, img);
 
 	ret = evloop_create(&vm->loop);
 	if (ret) {
@@ -282,8 +372,6 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		ret = virtio_pci_add_devices(vm);
 	if (ret)
 		goto err;
-	/* The guest writes the PCI address register before every type-1 config access. */
-	coalesce_pio(vm, PCI_CONFIG_PORT, 4);
 	return 0;
 
 err:
@@ -293,6 +381,8 @@ err:
 
 void vm_destroy(struct vm *vm)
 {
+	/* The loader writes guest memory: it finishes before anything goes. */
+	loader_wait(vm);
 	/* PCI devices first: they use the event loop, guest memory and the VM fd. */
 	pci_vm_destroy(vm);
 	platform_devices_destroy(vm);
@@ -407,50 +497,13 @@ void vm_images_free(struct vm_images *img)
 	img->kernel.fd = img->initrd.fd = -1;
 }
 
-int vm_load(struct vm *vm, const struct vm_images *img)
+int vm_load(struct vm *vm)
 {
-	struct x86_platform plat = {
-		.ncpus = vm->ncpus,
-		.mmio64_base = ALIGN_UP(MAX(gmem_end(&vm->mem), X86_MEM_HOLE_END), X86_PCI_MMIO64_ALIGN),
-		.mmio64_size = X86_PCI_MMIO64_SIZE,
-	};
-	struct x86_boot_params bp = {
-		.kernel = img->kernel,
-		.initrd = img->initrd,
-		.cmdline = vm->cfg->cmdline,
-	};
-	struct x86_boot_layout layout;
-	char err[256];
-	void *p;
-	int ret;
+	int ret = loader_wait(vm);
 
-	p = gmem_translate(&vm->mem, X86_MPTABLE_ADDR, X86_MPTABLE_MAX);
-	ret = p ? mptable_build(&plat, p, X86_MPTABLE_MAX, X86_MPTABLE_ADDR) : -EFAULT;
-	if (ret) {
-		pr_err("building the MP table for %u vCPUs failed: %s", vm->ncpus, strerror(-ret));
+	if (ret)
 		return ret;
-	}
-	p = gmem_translate(&vm->mem, X86_ACPI_ADDR, X86_ACPI_MAX);
-	ret = p ? acpi_build(&plat, p, X86_ACPI_MAX, X86_ACPI_ADDR, &bp.rsdp_gpa) : -EFAULT;
-	if (ret) {
-		pr_err("building the ACPI tables for %u vCPUs failed: %s", vm->ncpus, strerror(-ret));
-		return ret;
-	}
-	ret = x86_boot_load(&vm->mem, &bp, &layout, err, sizeof(err));
-	if (ret) {
-		if (ret == -ENOMEM)
-			pr_err("--memory: %s", err);
-		else if (ret == -EIO)
-			pr_err("%s", err);
-		else
-			pr_err("--kernel %s: %s", vm->cfg->kernel, err);
-		return ret;
-	}
-	ret = x86_boot_build_page_tables(&vm->mem);
-	if (!ret)
-		ret = x86_boot_build_gdt(&vm->mem);
-	if (!ret)
-		ret = x86_vcpu_set_boot_regs(vm->vcpus[0].fd, layout.entry, layout.zero_page);
+	ret = x86_vcpu_set_boot_regs(vm->vcpus[0].fd, vm->layout.entry, vm->layout.zero_page);
 	if (ret)
 		pr_err("setting up the boot vCPU failed: %s", strerror(-ret));
 	return ret;

@@ -67,6 +67,10 @@ struct vm {
 	struct bus pio;
 	struct bus mmio;
 	struct coalesced coalesced; /* writes KVM queued for us (vmm/coalesced.h) */
+	pthread_t loader;           /* filling guest memory (vm_create to vm_load) */
+	bool loader_running;
+	int loader_ret;
+	struct x86_boot_layout layout;
 	struct kvm_cpuid2 *supported_cpuid;
 
 	unsigned ncpus;
@@ -94,13 +98,9 @@ struct vm {
 	void *platform;          /* devices/platform.c's state */
 };
 
-/* Open /dev/kvm, check every capability we use, create the VM and guest memory. Errors are printed. */
-int vm_create(struct vm *vm, const struct vm_config *cfg) WUR;
-void vm_destroy(struct vm *vm);
-
 /*
  * The kernel and initramfs, opened and the kernel's header checked before KVM
- * is opened; vm_load reads them straight into guest memory.
+ * is opened; they are read straight into guest memory later.
  */
 struct vm_images {
 	struct x86_boot_file kernel, initrd;
@@ -108,8 +108,27 @@ struct vm_images {
 int vm_images_load(const struct vm_config *cfg, struct vm_images *img) WUR;
 void vm_images_free(struct vm_images *img);
 
-/* Place the kernel, build firmware tables and set up vCPU registers. */
-int vm_load(struct vm *vm, const struct vm_images *img) WUR;
+/*
+ * Open /dev/kvm, check every capability we use, create the VM, guest memory,
+ * vCPUs and devices. Errors are printed. As soon as guest memory exists a
+ * loader thread places img in it (firmware tables, kernel, initramfs, command
+ * line, page tables) while the rest is made, as Cloud Hypervisor does: img
+ * must stay valid until vm_load or vm_destroy returns.
+ */
+int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_images *img) WUR;
+void vm_destroy(struct vm *vm);
+
+/* Wait for the loader; on success point the boot vCPU at the kernel's entry. */
+int vm_load(struct vm *vm) WUR;
+
+/*
+ * Have KVM queue the guest's writes to ports [port, port + len) in the
+ * coalesced ring instead of exiting (vmm/coalesced.h): for an index or
+ * address register the guest writes only to set up the access that follows.
+ * Call once the vCPUs exist. Optional: without the capability, or where it
+ * fails, the writes exit as before (--verbose says so).
+ */
+void vm_coalesce_pio(struct vm *vm, uint16_t port, uint32_t len);
 
 /* Start one thread per vCPU. */
 int vm_start(struct vm *vm) WUR;
