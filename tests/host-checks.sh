@@ -122,6 +122,14 @@ silent_guest_stopped() {
 		rm -f "$WORK/flaw.c"
 		FAKE_SAYS='Linux version 6.1' vmm_boot "$tmp/talks.log"
 		[ "$RC" -eq 0 ] && [ ! -e "$WORK/flaw.c" ] || { echo "  talking guest: rc=$RC"; exit 1; }
+		# Through a wrapper that execs vmm in place, as ip netns exec does (the net
+		# cases): the wrapper silences the guest, and it is still stopped in time.
+		wrapped() { local -a VMM_WRAP=(env FAKE_SAYS=); vmm_boot "$tmp/wrapped.log"; }
+		start=$SECONDS
+		FAKE_SAYS='Linux version 6.1' wrapped
+		[ "$RC" -eq 143 ] && [ $((SECONDS - start)) -lt 6 ] && [ -e "$WORK/flaw.c" ] || {
+			echo "  wrapped silent guest: rc=$RC after $((SECONDS - start)) s"; exit 1; }
+		rm -f "$WORK/flaw.c"
 		# Not in the nested host: no watchdog at all.
 		start=$SECONDS
 		KVM_HOST_NESTED='' FAKE_SAYS='' vmm_boot "$tmp/plain.log"

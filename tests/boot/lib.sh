@@ -57,11 +57,14 @@ boot_fail() {
 # In the nested host, a guest that printed nothing for BOOT_SILENT_S s has met
 # the emulation's flaw (nested_flaw, below; every case's guest prints within
 # 30 s there): it is stopped then, not after the whole BOOT_TIMEOUT.
+# A caller may set the array VMM_WRAP (local to it) to a command that execs
+# vmm in place, such as "ip netns exec NS": the pid stays vmm's, to stop.
 vmm_boot() {
 	local log=$1 pid watch=
 	shift
 	rm -f "$log" "$log.silent"
-	"$VMM" --serial "file=$log" --timeout "$BOOT_TIMEOUT" "$@" </dev/null >"$log.stderr" 2>&1 &
+	${VMM_WRAP[@]+"${VMM_WRAP[@]}"} "$VMM" --serial "file=$log" --timeout "$BOOT_TIMEOUT" "$@" \
+		</dev/null >"$log.stderr" 2>&1 &
 	pid=$!
 	if [ -n "${KVM_HOST_NESTED:-}" ]; then
 		(
