@@ -201,34 +201,22 @@ static int load_memory(struct vm *vm, const struct vm_images *img)
 	return ret;
 }
 
-struct loader {
-	struct vm *vm;
-	const struct vm_images *img;
-};
-
 static void *loader_thread(void *arg)
 {
-	struct loader *l = arg;
+	struct vm *vm = arg;
 
-	l->vm->loader_ret = load_memory(l->vm, l->img);
-	free(l);
+	vm->loader_ret = load_memory(vm, vm->loader_img);
 	return NULL;
 }
 
 /* Start load_memory on its own thread; on failure to start one, run it here. */
 static void loader_start(struct vm *vm, const struct vm_images *img)
 {
-	struct loader *l = malloc(sizeof(*l));
-
-	if (l) {
-		*l = (struct loader){ vm, img };
-		if (pthread_create(&vm->loader, NULL, loader_thread, l) == 0) {
-			vm->loader_running = true;
-			return;
-		}
-		free(l);
-	}
-	vm->loader_ret = load_memory(vm, img);
+	vm->loader_img = img;
+	if (vmm_thread_create(&vm->loader, loader_thread, vm, "loader") == 0)
+		vm->loader_running = true;
+	else
+		vm->loader_ret = load_memory(vm, img);
 }
 
 static int loader_wait(struct vm *vm)
@@ -240,23 +228,30 @@ static int loader_wait(struct vm *vm)
 	return vm->loader_ret;
 }
 
+/*
+ * KVM's coalesced ring (vmm/coalesced.h), if it has one for ports too: a page
+ * of the VM's that every vCPU's mapping shows, here read through vCPU 0's.
+ */
+static void coalesced_setup(struct vm *vm)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	int off = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
+
+	if (off <= 0 || page <= 0 || ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) <= 0 ||
+	    (long)(off + 1) * page > vm->vcpu_mmap_size) {
+		pr_info("no coalesced I/O ring: every port write exits");
+		return;
+	}
+	coalesced_attach(&vm->coalesced, (char *)vm->vcpus[0].run + (long)off * page, (size_t)page);
+}
+
 void vm_coalesce_pio(struct vm *vm, uint16_t port, uint32_t len)
 {
 	struct kvm_coalesced_mmio_zone zone = { .addr = port, .size = len, .pio = 1 };
-	long page = sysconf(_SC_PAGESIZE);
-	int off;
 
-	if (!vm->coalesced.ring) {
-		if (!vm->vcpus || !vm->ncpus || vm->vcpus[0].run == NULL)
-			return;
-		off = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
-		if (off <= 0 || page <= 0 ||
-		    ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) <= 0 ||
-		    (long)(off + 1) * page > vm->vcpu_mmap_size)
-			return;
-		/* The ring page is the VM's: every vCPU's mapping shows the same one. */
-		coalesced_attach(&vm->coalesced, (char *)vm->vcpus[0].run + (long)off * page, (size_t)page);
-	}
+	/* Without a ring to drain, queued writes would never reach their device. */
+	if (!vm->coalesced.ring)
+		return;
 	if (ioctl(vm->vm_fd, KVM_REGISTER_COALESCED_MMIO, &zone) < 0)
 		pr_info("ports %#x-%#x: not coalesced (%s)", port, port + len - 1, strerror(errno));
 }
@@ -362,6 +357,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_images
 			goto err;
 		}
 	}
+	coalesced_setup(vm);
 
 	ret = platform_devices_init(vm);
 	if (ret)

@@ -68,6 +68,7 @@ struct vm {
 	struct bus mmio;
 	struct coalesced coalesced; /* writes KVM queued for us (vmm/coalesced.h) */
 	pthread_t loader;           /* filling guest memory (vm_create to vm_load) */
+	const struct vm_images *loader_img;
 	bool loader_running;
 	int loader_ret;
 	struct x86_boot_layout layout;
@@ -125,8 +126,8 @@ int vm_load(struct vm *vm) WUR;
  * Have KVM queue the guest's writes to ports [port, port + len) in the
  * coalesced ring instead of exiting (vmm/coalesced.h): for an index or
  * address register the guest writes only to set up the access that follows.
- * Call once the vCPUs exist. Optional: without the capability, or where it
- * fails, the writes exit as before (--verbose says so).
+ * Optional: without the capability, or where it fails, the writes exit as
+ * before (--verbose says so).
  */
 void vm_coalesce_pio(struct vm *vm, uint16_t port, uint32_t len);
 

@@ -4,15 +4,16 @@
 # through QEMU). Only bash builtins: a process costs tens of milliseconds in an
 # emulated host.
 
-# smoke_read FD [LOGFD] [PREFIX]: read a boot's console (and the VMM's messages)
-# from FD as it arrives, copying it to LOGFD if given. Sets:
+# smoke_read FD LOGFD PREFIX: read a boot's console (and the VMM's messages,
+# lines starting with PREFIX, not empty) from FD as it arrives, copying it to
+# LOGFD unless that is empty. Sets:
 #   val[KEY]   the guest's KEY=value report lines (the first of each KEY)
 #   began ended_ok   the test's BEGIN marker, its END marker with rc=0
 #   vmm_err    the first line starting with PREFIX: the VMM's verdict
 #   power_off  the guest's clock at "reboot: Power down", in seconds
 #   last_line  the last non-empty line; tail20, nlines: the last 20 lines
 smoke_read() {
-	local fd=$1 logfd=${2:-} prefix=${3:-} line key
+	local fd=$1 logfd=$2 prefix=$3 line key
 	declare -gA val=()
 	tail20=() nlines=0
 	began= ended_ok= last_line= vmm_err= power_off=
@@ -22,7 +23,7 @@ smoke_read() {
 		case $line in
 			'VMMTEST-BEGIN smoke'*) began=1 ;;
 			'VMMTEST-END smoke rc=0') ended_ok=1 ;;
-			"$prefix"*) [ -z "$prefix" ] || [ -n "$vmm_err" ] || vmm_err=$line ;;
+			"$prefix"*) [ -n "$vmm_err" ] || vmm_err=$line ;;
 			'['*'] reboot: Power down'*)
 				[[ $line =~ ^\[\ *([0-9]+\.[0-9]{1,3}) ]] && power_off=${BASH_REMATCH[1]} ;;
 			*=*)
