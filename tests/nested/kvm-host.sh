@@ -4,7 +4,8 @@
 #
 #   tests/nested/kvm-host.sh [--timeout SECS] [--mem SIZE] [--cpus N] [--retries N] [--tty] -- CMD [ARGS...]
 #
-# With a usable /dev/kvm here, CMD is simply executed. Otherwise CMD runs inside
+# With a usable /dev/kvm here (one that runs guest code at hardware speed:
+# kvm-usable.sh), CMD is simply executed. Otherwise CMD runs inside
 # a nested KVM host: an L1 Linux guest under QEMU's software emulation (TCG,
 # -cpu max, which emulates AMD SVM with nested paging) whose kvm-amd gives it
 # /dev/kvm. L1 sees this machine's root filesystem read-only over 9p and the
@@ -67,9 +68,9 @@ done
 [[ $mem =~ ^[1-9][0-9]*[MGT]?$ ]] || { echo "$prog: bad --mem '$mem'" >&2; exit 125; }
 [[ $heartbeat_s =~ ^[1-9][0-9]*$ ]] || { echo "$prog: bad KVM_HOST_HEARTBEAT_S '$heartbeat_s'" >&2; exit 125; }
 
-if [ -z "${KVM_HOST_FORCE_NESTED:-}" ] && [ -c /dev/kvm ] && { : <>/dev/kvm; } 2>/dev/null; then
-	exec "$@"
-fi
+# shellcheck source=tests/nested/kvm-usable.sh
+. "$(dirname "${BASH_SOURCE[0]}")/kvm-usable.sh" || exit 125
+kvm_usable && exec "$@"
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -171,8 +172,9 @@ boot_l1() {
 		-chardev "file,id=ctl,path=$tmp/ctl" -device virtserialport,bus=vser.0,chardev=ctl,name=kvmhost.ctl)
 	if [ -n "$tty" ]; then
 		local rows cols size
+		# A terminal of unknown size (a pty nobody sized) says "0 0": pass nothing then.
 		size=$(stty size 2>/dev/null) && read -r rows cols <<<"$size" &&
-			[[ $rows =~ ^[0-9]+$ && $cols =~ ^[0-9]+$ ]] && cmdline+=" kvmhost.rows=$rows kvmhost.cols=$cols"
+			[[ $rows =~ ^[1-9][0-9]*$ && $cols =~ ^[1-9][0-9]*$ ]] && cmdline+=" kvmhost.rows=$rows kvmhost.cols=$cols"
 		cmdline+=" kvmhost.mode=tty"
 		qemu+=(-chardev stdio,id=con,mux=off,signal=off -device virtconsole,bus=vser.0,chardev=con)
 	else
@@ -198,14 +200,18 @@ boot_l1() {
 		timeout -k 10 "$remain" "${qemu[@]}" </dev/null 2>"$tmp/qemu.err" &
 	fi
 	qemu_pid=$!
-	# Report the boot time when L1 says it is up.
+	# Report the boot time when L1 says it is up. (In tty mode L1 says so on
+	# the terminal itself, before the command's output, so no line is torn.)
 	(
 		while kill -0 "$qemu_pid" 2>/dev/null; do
 			if grep -q '^up' "$tmp/ctl" 2>/dev/null; then
 				# QEMU's stdio chardev turned output processing back on; the
 				# guest side already sends CR LF, so pass bytes through as they are.
-				[ -n "$tty" ] && stty -opost </dev/tty 2>/dev/null
-				printf "%s: nested KVM host up after %s s${tty:+\r}\n" "$prog" "$(elapsed "$start")" >&2
+				if [ -n "$tty" ]; then
+					stty -opost </dev/tty 2>/dev/null
+				else
+					echo "$prog: nested KVM host up after $(elapsed "$start") s" >&2
+				fi
 				exit 0
 			fi
 			sleep 0.1
@@ -284,7 +290,7 @@ boot_l1() {
 
 deadline=$(awk -v n="$(now)" -v t="$timeout_s" 'BEGIN { printf "%.3f", n + t }')
 # (run-vmm.sh has already said why in tty mode.)
-[ -n "$tty" ] || echo "$prog: no usable /dev/kvm here: booting the nested KVM host (QEMU TCG, $cpus CPUs, $mem)" >&2
+[ -n "$tty" ] || echo "$prog: $kvm_reason: booting the nested KVM host (QEMU TCG, $cpus CPUs, $mem)" >&2
 attempt_rc=-1
 test_flaw=
 [ -n "${KVM_HOST_TEST_FAIL_ONCE:-}" ] && test_flaw=panic

@@ -10,8 +10,8 @@
 # status becomes ours and the terminal is restored however it ends.
 set -u
 [ $# -ge 1 ] || { echo "usage: run-vmm.sh VMM [ARGS...]" >&2; exit 2; }
-if [ -z "${KVM_HOST_FORCE_NESTED:-}" ] && [ -c /dev/kvm ] && { : <>/dev/kvm; } 2>/dev/null; then
-	exec "$@"
-fi
-echo "run-vmm: /dev/kvm is missing here: the guest runs inside the nested KVM host (software-emulated, slow)" >&2
+# shellcheck source=tests/nested/kvm-usable.sh
+. "$(dirname "${BASH_SOURCE[0]}")/kvm-usable.sh" || exit 2
+kvm_usable && exec "$@"
+echo "run-vmm: $kvm_reason: the guest runs inside the nested KVM host (software-emulated, slow)" >&2
 exec "$(dirname "${BASH_SOURCE[0]}")/kvm-host.sh" --tty -- "$@"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The command selftest.sh runs inside the nested KVM host: reports what it sees
 # as key=value lines, writes a file into the build share, and exits 7.
-#   selftest-l1.sh BUILD_FILE KVM_API_CHECK [ARGS...]
-build_file=$1 api_check=$2
-shift 2
+#   selftest-l1.sh BUILD_FILE KVM_API_CHECK KVM_PROBE [ARGS...]
+build_file=$1 api_check=$2 probe=$3
+shift 3
 echo "pwd=$PWD"
 for a in "$@"; do printf 'arg=[%s]\n' "$a"; done
 echo "var=[${SELFTEST_VAR-unset}]"
@@ -16,6 +16,8 @@ else
 	echo "root_write=refused"
 fi
 "$api_check"
+out=$("$probe"); echo "probe=$? $out"
+out=$("$probe" --budget-ms 1); echo "probe_slow=$? $out"
 echo "to-stderr" >&2
 seq 1 200000 | sed 's/^/bulk /'
 exit 7

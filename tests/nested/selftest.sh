@@ -3,7 +3,7 @@
 # the nested host (KVM_HOST_FORCE_NESTED=1), even where /dev/kvm works.
 # Checks: exit status, stdout/stderr kept apart and intact, argv quoting, cwd,
 # environment passing, the read-write build/ share and the read-only root,
-# a working /dev/kvm in L1, the retry after a dead L1 and after a wedged or silent one, no retry with
+# a working /dev/kvm in L1 that kvm-probe finds fast, the retry after a dead L1 and after a wedged or silent one, no retry with
 # --retries 0, the timeout, the
 # interactive mode on a pseudo-terminal, and bad arguments. One "PASS|FAIL nested:selftest:CASE" line per case, also appended
 # to $RESULTS (default build/results.txt); ends with "N passed, N failed".
@@ -29,14 +29,16 @@ check() {  # check NAME CONDITION-STATUS [DETAIL]
 }
 has_line() { grep -qxF -- "$2" "$1"; }
 
-cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -o "$work/kvm-api-check" "$here/kvm-api-check.c" ||
-	{ echo "selftest: cannot build kvm-api-check"; exit 1; }
+for prog in kvm-api-check kvm-probe; do
+	cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -o "$work/$prog" "$here/$prog.c" ||
+		{ echo "selftest: cannot build $prog"; exit 1; }
+done
 
 # 1. One boot: status, streams, argv, cwd, env, shares, /dev/kvm.
 build_file=$work/from-l1.txt
 (cd "$repo/tests" &&
 	KVM_HOST_ENV="SELFTEST_VAR" SELFTEST_VAR='x y$z "q"' SELFTEST_HIDDEN=1 \
-	"$host" --timeout 600 -- "$here/selftest-l1.sh" "$build_file" "$work/kvm-api-check" \
+	"$host" --timeout 600 -- "$here/selftest-l1.sh" "$build_file" "$work/kvm-api-check" "$work/kvm-probe" \
 		'a b' "c'd" '$x' '' '*' >"$work/out" 2>"$work/err")
 rc=$?
 check exit-status "$([ $rc -eq 7 ]; echo $?)" "rc=$rc, want 7"
@@ -50,6 +52,12 @@ check rw-build-share "$([ "$(cat "$build_file" 2>/dev/null)" = "written in L1" ]
 check ro-root "$(has_line "$work/out" 'root_write=refused' && [ ! -e "$here/.selftest-must-not-exist" ]; echo $?)"
 check dev-kvm "$(grep -q '^kvm_api=12 create_vm=ok create_vcpu=ok$' "$work/out"; echo $?)" \
 	"$(grep kvm-api-check "$work/out")"
+# kvm-probe (kvm-usable.sh) passes L1's KVM, which runs guest code at speed,
+# and fails it when given too small a time budget.
+check kvm-probe-fast "$(grep -q '^probe=0 kvm-probe: /dev/kvm runs guest code at full speed' "$work/out"; echo $?)" \
+	"$(grep '^probe=' "$work/out")"
+check kvm-probe-slow "$(grep -q '^probe_slow=1 kvm-probe: /dev/kvm is too slow to boot Linux' "$work/out"; echo $?)" \
+	"$(grep '^probe_slow=' "$work/out")"
 check stderr-apart "$(has_line "$work/err" to-stderr && ! grep -q to-stderr "$work/out"; echo $?)"
 want=$(seq 1 200000 | sed 's/^/bulk /' | md5sum)
 got=$(grep '^bulk ' "$work/out" | md5sum)
@@ -98,14 +106,22 @@ check timeout-message "$(grep -q 'timed out after 5 s' "$work/err"; echo $?)"
 
 # 4. Interactive mode (run-vmm.sh) on a pseudo-terminal: the command gets a
 # controlling tty of the same size, its status comes back, the terminal is restored.
+# script's input stays open, as a terminal's does: at end of input script
+# sends the pty a byte that L1's terminal echoes as "^@" into the output.
 if command -v script >/dev/null; then
+	mkfifo "$work/idle-input"
+	sleep 900 >"$work/idle-input" &
+	idle=$!
 	script -qfec "stty rows 21 cols 93 -echoctl; stty -g >'$work/stty-before';
 		'$here/run-vmm.sh' sh -c 'tty; stty size; [ -t 0 ] && ps -o tty= -p \$\$; exit 4';
-		echo host-rc=\$?; stty -g >'$work/stty-after'" /dev/null </dev/null >"$work/tty-out" 2>&1
+		echo host-rc=\$?; stty -g >'$work/stty-after'" /dev/null <"$work/idle-input" >"$work/tty-out" 2>&1
+	kill "$idle" 2>/dev/null; wait "$idle" 2>/dev/null
 	tr -d '\r' <"$work/tty-out" >"$work/tty-clean"
-	check tty-stdin "$(has_line "$work/tty-clean" /dev/hvc0; echo $?)"
-	check tty-controlling "$(grep -qx ' *hvc0 *' "$work/tty-clean"; echo $?)"
-	check tty-size "$(has_line "$work/tty-clean" '21 93'; echo $?)"
+	tty_seen="saw: $(head -c 600 "$work/tty-clean" | tr '\n' '|')"
+	check tty-up-line "$(grep -qx 'kvm-host: nested KVM host up (L1 uptime [0-9.]* s)' "$work/tty-clean"; echo $?)" "$tty_seen"
+	check tty-stdin "$(has_line "$work/tty-clean" /dev/hvc0; echo $?)" "$tty_seen"
+	check tty-controlling "$(grep -qx ' *hvc0 *' "$work/tty-clean"; echo $?)" "$tty_seen"
+	check tty-size "$(has_line "$work/tty-clean" '21 93'; echo $?)" "$tty_seen"
 	check tty-status "$(has_line "$work/tty-clean" host-rc=4; echo $?)" "$(grep host-rc "$work/tty-clean")"
 	check tty-restored "$(cmp -s "$work/stty-before" "$work/stty-after"; echo $?)"
 else
