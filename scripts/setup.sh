@@ -9,7 +9,7 @@ PACKAGES=(
 	clang libfuzzer-14-dev libclang-rt-14-dev
 	acpica-tools
 	qemu-system-x86 qemu-utils
-	busybox-static cpio zstd xz-utils kmod
+	busybox-static cpio zstd xz-utils lz4 bzip2 kmod
 	e2fsprogs iproute2
 )
 

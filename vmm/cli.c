@@ -159,7 +159,7 @@ static int opt_verbose(struct vm_config *cfg, const char *arg, char *err, size_t
 }
 
 static const struct cli_option options[] = {
-	{ "kernel", "PATH", "Linux bzImage to boot (required)", opt_kernel },
+	{ "kernel", "PATH", "Linux bzImage or ELF vmlinux to boot (required)", opt_kernel },
 	{ "initramfs", "PATH", "initramfs (cpio, optionally compressed)", opt_initramfs },
 	{ "cmdline", "STR", "kernel command line [" VMM_DEFAULT_CMDLINE "]", opt_cmdline },
 	{ "cpus", "N", "number of vCPUs [1]", opt_cpus },

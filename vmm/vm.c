@@ -451,12 +451,14 @@ static int open_image(const char *path, const char *option, size_t head_max,
 	return 0;
 }
 
-/* The bzImage's setup header lies in its first KiB; the rest is read into the guest. */
+/*
+ * The bzImage's setup header lies in its first KiB, a vmlinux's ELF and
+ * program headers in its first few hundred bytes; the rest is read into the guest.
+ */
 #define KERNEL_HEAD_MAX 4096
 
 int vm_images_load(const struct vm_config *cfg, struct vm_images *img)
 {
-	struct bzimage bz;
 	const char *why;
 	int ret;
 
@@ -466,7 +468,7 @@ int vm_images_load(const struct vm_config *cfg, struct vm_images *img)
 	if (ret)
 		return ret;
 	/* Check the format now, before KVM is even opened: the error is about the file. */
-	if (bzimage_parse(img->kernel.head, img->kernel.head_len, img->kernel.size, &bz, &why)) {
+	if (x86_kernel_check(img->kernel.head, img->kernel.head_len, img->kernel.size, &why)) {
 		pr_err("--kernel %s: %s", cfg->kernel, why);
 		vm_images_free(img);
 		return -ENOEXEC;

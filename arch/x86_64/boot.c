@@ -1,5 +1,6 @@
 #include "arch/x86_64/boot.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
@@ -14,6 +15,8 @@
 #define LOADER_TYPE_UNKNOWN 0xff
 #define KERNEL_LOAD_ADDR    X86_HIMEM_START
 #define ENTRY_64_OFFSET     0x200
+#define VMLINUX_CMDLINE_MAX 2047       /* x86 COMMAND_LINE_SIZE - 1 */
+#define VMLINUX_ALIGN       0x200000   /* CONFIG_PHYSICAL_ALIGN of x86_64 kernels */
 #define E820_TYPE_RAM       1
 #define E820_TYPE_RESERVED  2
 
@@ -34,7 +37,7 @@ int bzimage_parse(const uint8_t *head, size_t head_len, uint64_t size, struct bz
 	}
 	memcpy(&bz->hdr, head + SETUP_HEADER_OFFSET, sizeof(bz->hdr));
 	if (bz->hdr.boot_flag != BOOT_FLAG_MAGIC || bz->hdr.header != HDRS_MAGIC) {
-		*why = "not a bzImage (no boot signature; an ELF vmlinux or a compressed file?)";
+		*why = "not a bzImage or an ELF vmlinux (no boot signature; a compressed file?)";
 		return -ENOEXEC;
 	}
 	bz->version = bz->hdr.version;
@@ -57,6 +60,10 @@ int bzimage_parse(const uint8_t *head, size_t head_len, uint64_t size, struct bz
 		return -ENOEXEC;
 	}
 	bz->kernel_size = size - bz->kernel_offset;
+	if (bz->kernel_size <= ENTRY_64_OFFSET) {
+		*why = "bzImage is truncated (its kernel ends before the 64-bit entry point)";
+		return -ENOEXEC;
+	}
 	/* syssize counts 16-byte paragraphs of the protected-mode part. */
 	if ((uint64_t)bz->hdr.syssize * 16 > bz->kernel_size) {
 		*why = "bzImage is truncated (shorter than its header's syssize)";
@@ -68,6 +75,100 @@ int bzimage_parse(const uint8_t *head, size_t head_len, uint64_t size, struct bz
 	if (bz->init_size < bz->kernel_size)
 		bz->init_size = (uint32_t)MIN(bz->kernel_size * 4, UINT32_MAX);
 	return 0;
+}
+
+int is_elf(const uint8_t *head, size_t head_len)
+{
+	return head_len >= SELFMAG && memcmp(head, ELFMAG, SELFMAG) == 0;
+}
+
+int vmlinux_parse(const uint8_t *head, size_t head_len, uint64_t size, struct vmlinux *vm,
+		  const char **why)
+{
+	Elf64_Ehdr eh;
+	int has_entry = 0;
+
+	memset(vm, 0, sizeof(*vm));
+	head_len = (size_t)MIN((uint64_t)head_len, size);
+	if (head_len < sizeof(eh) || !is_elf(head, head_len)) {
+		*why = "not an ELF file";
+		return -ENOEXEC;
+	}
+	memcpy(&eh, head, sizeof(eh));
+	if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB ||
+	    eh.e_machine != EM_X86_64) {
+		*why = "ELF file is not an x86_64 kernel (wrong class, byte order or machine)";
+		return -ENOEXEC;
+	}
+	if (eh.e_type != ET_EXEC) {
+		*why = "ELF file is not a vmlinux: not a fixed-address executable (a program, a module, an object file?)";
+		return -ENOEXEC;
+	}
+	if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 ||
+	    eh.e_phoff > head_len || (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr) > head_len - eh.e_phoff) {
+		*why = "ELF program headers missing or not in the file's first 4 KiB";
+		return -ENOEXEC;
+	}
+	vm->start = UINT64_MAX;
+	for (unsigned i = 0; i < eh.e_phnum; i++) {
+		struct vmlinux_segment *seg;
+		Elf64_Phdr ph;
+
+		memcpy(&ph, head + eh.e_phoff + i * sizeof(ph), sizeof(ph));
+		if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
+			continue;
+		if (vm->nr_segments == VMLINUX_MAX_SEGMENTS) {
+			*why = "ELF file has more than 16 loadable segments";
+			return -ENOEXEC;
+		}
+		if (ph.p_filesz > ph.p_memsz || ph.p_offset > size || ph.p_filesz > size - ph.p_offset) {
+			*why = "ELF segment lies beyond the end of the file (truncated?)";
+			return -ENOEXEC;
+		}
+		if (ph.p_paddr < KERNEL_LOAD_ADDR || ph.p_paddr >= X86_MEM_HOLE_START ||
+		    ph.p_memsz > X86_MEM_HOLE_START - ph.p_paddr) {
+			*why = "ELF segment does not load between 1 MiB and 3 GiB (physical addresses)";
+			return -ENOEXEC;
+		}
+		for (unsigned j = 0; j < vm->nr_segments; j++) {
+			const struct vmlinux_segment *o = &vm->segments[j];
+
+			if (ph.p_paddr < o->paddr + o->memsz && o->paddr < ph.p_paddr + ph.p_memsz) {
+				*why = "ELF segments overlap";
+				return -ENOEXEC;
+			}
+		}
+		seg = &vm->segments[vm->nr_segments++];
+		seg->offset = ph.p_offset;
+		seg->filesz = ph.p_filesz;
+		seg->paddr = ph.p_paddr;
+		seg->memsz = ph.p_memsz;
+		vm->start = MIN(vm->start, seg->paddr);
+		vm->end = MAX(vm->end, seg->paddr + seg->memsz);
+		if (eh.e_entry >= seg->paddr && eh.e_entry - seg->paddr < seg->filesz)
+			has_entry = 1;
+	}
+	if (!vm->nr_segments) {
+		*why = "ELF file has nothing to load";
+		return -ENOEXEC;
+	}
+	/* vmlinux's entry is physical (phys_startup_64) and must be code from the file. */
+	if (!has_entry) {
+		*why = "ELF entry point is not inside a loaded segment";
+		return -ENOEXEC;
+	}
+	vm->entry = eh.e_entry;
+	return 0;
+}
+
+int x86_kernel_check(const uint8_t *head, size_t head_len, uint64_t size, const char **why)
+{
+	struct vmlinux vm;
+	struct bzimage bz;
+
+	if (is_elf(head, MIN((uint64_t)head_len, size)))
+		return vmlinux_parse(head, head_len, size, &vm, why);
+	return bzimage_parse(head, head_len, size, &bz, why);
 }
 
 static unsigned e820_add(struct boot_e820_entry *tab, unsigned n, unsigned max,
@@ -138,45 +239,123 @@ static int file_copy(const struct x86_boot_file *f, uint8_t *dst, uint64_t off, 
 	return f->fd < 0 ? -EINVAL : pread_full(f->fd, dst, len, off);
 }
 
+static int kernel_read_err(int ret, char *err, size_t errlen)
+{
+	return boot_err(-EIO, err, errlen, "--kernel: reading failed: %s (did the file change while loading?)",
+			ret == -EIO ? "it ended early" : strerror(-ret));
+}
+
+static int too_small(uint64_t end, char *err, size_t errlen)
+{
+	return boot_err(-ENOMEM, err, errlen,
+			"memory too small: the kernel needs %llu MiB below 3 GiB; give --memory more",
+			(unsigned long long)((end + MiB - 1) / MiB));
+}
+
+/* A bzImage: its protected-mode part at 1 MiB; it decompresses itself from there. */
+static int load_bzimage(const struct gmem *gm, const struct x86_boot_params *p, uint64_t low_end,
+			struct setup_header *hdr, uint64_t *entry, uint64_t *start, uint64_t *end,
+			char *err, size_t errlen)
+{
+	size_t cmdline_len = strlen(p->cmdline);
+	struct bzimage bz;
+	const char *why;
+	void *dst;
+	int ret;
+
+	if (bzimage_parse(p->kernel.head, p->kernel.head_len, p->kernel.size, &bz, &why))
+		return boot_err(-ENOEXEC, err, errlen, "%s", why);
+	if (cmdline_len > bz.cmdline_size)
+		return boot_err(-EINVAL, err, errlen,
+				"command line is %zu bytes; this kernel accepts at most %u",
+				cmdline_len, bz.cmdline_size);
+	/* The kernel decompresses in place from its load address: it needs init_size bytes. */
+	*end = KERNEL_LOAD_ADDR + MAX((uint64_t)bz.init_size, bz.kernel_size);
+	if (*end > low_end)
+		return too_small(*end, err, errlen);
+	dst = gmem_translate(gm, KERNEL_LOAD_ADDR, bz.kernel_size);
+	if (!dst)
+		return too_small(*end, err, errlen);
+	ret = file_copy(&p->kernel, dst, bz.kernel_offset, bz.kernel_size);
+	if (ret)
+		return kernel_read_err(ret, err, errlen);
+	*hdr = bz.hdr;
+	*entry = KERNEL_LOAD_ADDR + ENTRY_64_OFFSET;
+	*start = KERNEL_LOAD_ADDR;
+	return 0;
+}
+
+/*
+ * An ELF vmlinux: its segments at their physical addresses, entered at its
+ * 64-bit entry. No setup header comes with it: make the one the kernel reads.
+ */
+static int load_vmlinux(const struct gmem *gm, const struct x86_boot_params *p, uint64_t low_end,
+			struct setup_header *hdr, uint64_t *entry, uint64_t *start, uint64_t *end,
+			char *err, size_t errlen)
+{
+	size_t cmdline_len = strlen(p->cmdline);
+	struct vmlinux vm;
+	const char *why;
+	int ret;
+
+	if (vmlinux_parse(p->kernel.head, p->kernel.head_len, p->kernel.size, &vm, &why))
+		return boot_err(-ENOEXEC, err, errlen, "%s", why);
+	if (cmdline_len > VMLINUX_CMDLINE_MAX)
+		return boot_err(-EINVAL, err, errlen,
+				"command line is %zu bytes; a kernel accepts at most %u",
+				cmdline_len, VMLINUX_CMDLINE_MAX);
+	*start = vm.start;
+	*end = vm.end;
+	if (*end > low_end)
+		return too_small(*end, err, errlen);
+	for (unsigned i = 0; i < vm.nr_segments; i++) {
+		const struct vmlinux_segment *seg = &vm.segments[i];
+		uint8_t *dst = gmem_translate(gm, seg->paddr, seg->memsz);
+
+		if (!dst)
+			return too_small(*end, err, errlen);
+		ret = file_copy(&p->kernel, dst, seg->offset, seg->filesz);
+		if (ret)
+			return kernel_read_err(ret, err, errlen);
+		memset(dst + seg->filesz, 0, seg->memsz - seg->filesz);
+	}
+	memset(hdr, 0, sizeof(*hdr));
+	hdr->boot_flag = BOOT_FLAG_MAGIC;
+	hdr->header = HDRS_MAGIC;
+	hdr->version = MIN_BOOT_PROTOCOL;
+	hdr->loadflags = LOADED_HIGH;
+	hdr->kernel_alignment = VMLINUX_ALIGN;
+	hdr->xloadflags = XLF_KERNEL_64;
+	*entry = vm.entry;
+	return 0;
+}
+
 int x86_boot_load(const struct gmem *gm, const struct x86_boot_params *p,
 		  struct x86_boot_layout *out, char *err, size_t errlen)
 {
 	struct boot_params *zp;
-	struct bzimage bz;
-	const char *why;
-	uint64_t low_end, kernel_end, initrd_top, initrd_addr = 0;
+	struct setup_header hdr = { 0 };
+	uint64_t low_end, kernel_start = 0, kernel_end = 0, entry = 0, initrd_top, initrd_addr = 0, initrd_max;
 	uint64_t initrd_len = p->initrd.size;
 	size_t cmdline_len = strlen(p->cmdline);
 	void *dst;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	if (bzimage_parse(p->kernel.head, p->kernel.head_len, p->kernel.size, &bz, &why))
-		return boot_err(-ENOEXEC, err, errlen, "%s", why);
-	if (cmdline_len > bz.cmdline_size || cmdline_len >= X86_CMDLINE_MAX)
-		return boot_err(-EINVAL, err, errlen,
-				"command line is %zu bytes; this kernel accepts at most %u",
-				cmdline_len, bz.cmdline_size);
-
-	/* The kernel decompresses in place from its load address: it needs init_size bytes. */
+	if (cmdline_len >= X86_CMDLINE_MAX)
+		return boot_err(-EINVAL, err, errlen, "command line is %zu bytes; too long", cmdline_len);
 	low_end = gm->regions[0].size;
-	kernel_end = KERNEL_LOAD_ADDR + MAX((uint64_t)bz.init_size, bz.kernel_size);
-	if (kernel_end > low_end)
-		return boot_err(-ENOMEM, err, errlen,
-				"memory too small: the kernel needs %llu MiB below 3 GiB; give --memory more",
-				(unsigned long long)((kernel_end + MiB - 1) / MiB));
-	dst = gmem_translate(gm, KERNEL_LOAD_ADDR, bz.kernel_size);
-	if (!dst)
-		return boot_err(-ENOMEM, err, errlen, "memory too small for the kernel; give --memory more");
-	ret = file_copy(&p->kernel, dst, bz.kernel_offset, bz.kernel_size);
+	if (is_elf(p->kernel.head, MIN((uint64_t)p->kernel.head_len, p->kernel.size)))
+		ret = load_vmlinux(gm, p, low_end, &hdr, &entry, &kernel_start, &kernel_end, err, errlen);
+	else
+		ret = load_bzimage(gm, p, low_end, &hdr, &entry, &kernel_start, &kernel_end, err, errlen);
 	if (ret)
-		return boot_err(-EIO, err, errlen,
-				"--kernel: reading failed: %s (did the file change while loading?)",
-				ret == -EIO ? "it ended early" : strerror(-ret));
+		return ret;
+	initrd_max = hdr.initrd_addr_max ? hdr.initrd_addr_max : 0x37ffffff;
 
 	if (initrd_len) {
 		/* As high as allowed, below initrd_addr_max and the end of low RAM, page aligned. */
-		initrd_top = MIN(low_end, (uint64_t)bz.initrd_addr_max + 1);
+		initrd_top = MIN(low_end, initrd_max + 1);
 		if (initrd_len > initrd_top ||
 		    ((initrd_top - initrd_len) & ~(uint64_t)4095) < ALIGN_UP(kernel_end, 4096))
 			return boot_err(-ENOMEM, err, errlen,
@@ -200,7 +379,7 @@ int x86_boot_load(const struct gmem *gm, const struct x86_boot_params *p,
 	if (!zp)
 		return boot_err(-EINVAL, err, errlen, "guest RAM too small for the zero page");
 	memset(zp, 0, sizeof(*zp));
-	zp->hdr = bz.hdr;
+	zp->hdr = hdr;
 	zp->hdr.type_of_loader = LOADER_TYPE_UNKNOWN;
 	zp->hdr.loadflags |= CAN_USE_HEAP | KEEP_SEGMENTS;
 	zp->hdr.loadflags &= (uint8_t)~QUIET_FLAG;
@@ -215,9 +394,9 @@ int x86_boot_load(const struct gmem *gm, const struct x86_boot_params *p,
 	zp->acpi_rsdp_addr = p->rsdp_gpa;
 	zp->e820_entries = (uint8_t)x86_e820_build(gm, zp->e820_table, ARRAY_SIZE(zp->e820_table));
 
-	out->entry = KERNEL_LOAD_ADDR + ENTRY_64_OFFSET;
+	out->entry = entry;
 	out->zero_page = X86_ZERO_PAGE_ADDR;
-	out->kernel_start = KERNEL_LOAD_ADDR;
+	out->kernel_start = kernel_start;
 	out->kernel_end = kernel_end;
 	out->initrd_start = initrd_addr;
 	out->initrd_end = initrd_addr ? initrd_addr + initrd_len : 0;

@@ -1,6 +1,7 @@
 /*
  * The x86_64 Linux boot protocol (Documentation/arch/x86/boot.rst): parse a
- * bzImage, lay out the kernel, initramfs, command line, zero page and e820
+ * bzImage (or an uncompressed ELF vmlinux, entered at its 64-bit entry with a
+ * zero page we fill in, as Firecracker does), lay out the kernel, initramfs, command line, zero page and e820
  * map in guest memory, and describe where the 64-bit entry starts.
  */
 #ifndef ARCH_X86_64_BOOT_H
@@ -31,6 +32,36 @@ struct bzimage {
 int bzimage_parse(const uint8_t *head, size_t head_len, uint64_t size, struct bzimage *bz,
 		  const char **why) WUR;
 
+/* An uncompressed ELF vmlinux: its loadable segments, after validation. */
+#define VMLINUX_MAX_SEGMENTS 16
+struct vmlinux_segment {
+	uint64_t offset;           /* in the file */
+	uint64_t filesz;           /* bytes from the file; the rest of memsz is zeroed */
+	uint64_t paddr;            /* guest-physical load address */
+	uint64_t memsz;
+};
+struct vmlinux {
+	uint64_t entry;            /* guest-physical 64-bit entry (startup_64) */
+	uint64_t start, end;       /* lowest and highest guest-physical byte + 1 loaded */
+	unsigned nr_segments;
+	struct vmlinux_segment segments[VMLINUX_MAX_SEGMENTS];
+};
+
+/* Is this file (given its first head_len bytes) an ELF file? */
+int is_elf(const uint8_t *head, size_t head_len);
+
+/*
+ * Validate an x86_64 ELF vmlinux of size bytes, given its first head_len
+ * bytes, which must hold the ELF and program headers. Segments must lie
+ * inside the file, load at or above 1 MiB, not overlap, and hold the entry
+ * point. On failure returns -ENOEXEC and points *why at a sentence.
+ */
+int vmlinux_parse(const uint8_t *head, size_t head_len, uint64_t size, struct vmlinux *vm,
+		  const char **why) WUR;
+
+/* Either format, as x86_boot_load accepts it: 0, or -ENOEXEC and *why. */
+int x86_kernel_check(const uint8_t *head, size_t head_len, uint64_t size, const char **why) WUR;
+
 /* The e820 map for this guest memory; returns the number of entries (<= max). */
 unsigned x86_e820_build(const struct gmem *gm, struct boot_e820_entry *tab, unsigned max);
 
@@ -48,14 +79,14 @@ struct x86_boot_file {
 };
 
 struct x86_boot_params {
-	struct x86_boot_file kernel;  /* a bzImage */
+	struct x86_boot_file kernel;  /* a bzImage or an ELF vmlinux */
 	struct x86_boot_file initrd;  /* size 0: none */
 	const char *cmdline;
 	uint64_t rsdp_gpa;         /* 0 when there are no ACPI tables */
 };
 
 struct x86_boot_layout {
-	uint64_t entry;            /* 64-bit entry point: kernel load address + 0x200 */
+	uint64_t entry;            /* 64-bit entry: bzImage load address + 0x200, or the ELF's */
 	uint64_t zero_page;        /* guest-physical address of struct boot_params */
 	uint64_t kernel_start, kernel_end;
 	uint64_t initrd_start, initrd_end;

@@ -20,6 +20,7 @@ KERNEL=$GUEST/vmlinuz-generic
 INITRD=$GUEST/initramfs-generic.cpio.gz
 KERNEL_CLOUD=$GUEST/vmlinuz-cloud
 INITRD_CLOUD=$GUEST/initramfs-cloud.cpio.gz
+VMLINUX_CLOUD=$GUEST/vmlinux-cloud  # the ELF inside vmlinuz-cloud
 # Scratch images and logs. In the nested host, build/ is a 9p share: keep the
 # heavy traffic on L1's own tmpfs and only the verdicts on the share.
 if [ -n "${KVM_HOST_NESTED:-}" ]; then

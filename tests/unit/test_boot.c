@@ -1,3 +1,4 @@
+#include <elf.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -315,6 +316,226 @@ static void test_parse_from_head(void **state)
 	free(img);
 }
 
+/*
+ * A minimal x86_64 vmlinux: text at 16 MiB (0xcc, holding the entry), data
+ * with a BSS tail at 20 MiB (0xdd, then zeroes), and a note that is not loaded.
+ */
+#define ELF_TEXT_OFF  0x1000
+#define ELF_TEXT_SIZE 0x3000
+#define ELF_DATA_OFF  0x4000
+#define ELF_DATA_SIZE 0x1000
+#define ELF_BSS_SIZE  0x2000
+#define ELF_FILE_SIZE 0x5000
+
+static uint8_t *fake_vmlinux(size_t *len)
+{
+	uint8_t *img = calloc(1, ELF_FILE_SIZE);
+	Elf64_Ehdr *eh = (Elf64_Ehdr *)img;
+	Elf64_Phdr *ph = (Elf64_Phdr *)(img + sizeof(*eh));
+
+	memcpy(eh->e_ident, ELFMAG, SELFMAG);
+	eh->e_ident[EI_CLASS] = ELFCLASS64;
+	eh->e_ident[EI_DATA] = ELFDATA2LSB;
+	eh->e_ident[EI_VERSION] = EV_CURRENT;
+	eh->e_type = ET_EXEC;
+	eh->e_machine = EM_X86_64;
+	eh->e_version = EV_CURRENT;
+	eh->e_entry = 16 * MiB + 0x10;
+	eh->e_phoff = sizeof(*eh);
+	eh->e_ehsize = sizeof(*eh);
+	eh->e_phentsize = sizeof(*ph);
+	eh->e_phnum = 3;
+	ph[0] = (Elf64_Phdr){ .p_type = PT_LOAD, .p_offset = ELF_TEXT_OFF, .p_vaddr = 0xffffffff81000000,
+			      .p_paddr = 16 * MiB, .p_filesz = ELF_TEXT_SIZE, .p_memsz = ELF_TEXT_SIZE };
+	ph[1] = (Elf64_Phdr){ .p_type = PT_NOTE, .p_offset = ELF_TEXT_OFF, .p_paddr = 0,
+			      .p_filesz = 0x10, .p_memsz = 0x10 };
+	ph[2] = (Elf64_Phdr){ .p_type = PT_LOAD, .p_offset = ELF_DATA_OFF, .p_vaddr = 0,
+			      .p_paddr = 20 * MiB, .p_filesz = ELF_DATA_SIZE,
+			      .p_memsz = ELF_DATA_SIZE + ELF_BSS_SIZE };
+	memset(img + ELF_TEXT_OFF, 0xcc, ELF_TEXT_SIZE);
+	memset(img + ELF_DATA_OFF, 0xdd, ELF_DATA_SIZE);
+	*len = ELF_FILE_SIZE;
+	return img;
+}
+
+static Elf64_Phdr *phdr_of(uint8_t *img, unsigned i)
+{
+	return (Elf64_Phdr *)(img + sizeof(Elf64_Ehdr)) + i;
+}
+
+static void test_vmlinux_loads_segments(void **state)
+{
+	static uint8_t initrd[4096];
+	struct x86_boot_layout lay;
+	struct boot_params *zp;
+	struct gmem gm;
+	char err[256];
+	size_t len;
+	uint8_t *img = fake_vmlinux(&len), *bss;
+	struct x86_boot_params p = {
+		.kernel = mem_file(img, len), .initrd = mem_file(initrd, sizeof(initrd)),
+		.cmdline = "console=ttyS0", .rsdp_gpa = X86_ACPI_ADDR,
+	};
+	const char *why = NULL;
+
+	(void)state;
+	memset(initrd, 0x5a, sizeof(initrd));
+	assert_int_equal(x86_kernel_check(img, len, len, &why), 0);
+	assert_int_equal(gmem_create(&gm, 256 * MiB, X86_MEM_HOLE_START, X86_MEM_HOLE_END), 0);
+	/* The BSS must be zeroed by the loader, whatever memory held before. */
+	bss = gmem_translate(&gm, 20 * MiB + ELF_DATA_SIZE, ELF_BSS_SIZE);
+	memset(bss, 0xee, ELF_BSS_SIZE);
+	assert_int_equal(x86_boot_load(&gm, &p, &lay, err, sizeof(err)), 0);
+	assert_int_equal(lay.entry, 16 * MiB + 0x10);
+	assert_int_equal(lay.kernel_start, 16 * MiB);
+	assert_int_equal(lay.kernel_end, 20 * MiB + ELF_DATA_SIZE + ELF_BSS_SIZE);
+	assert_int_equal(*(uint8_t *)gmem_translate(&gm, 16 * MiB, 1), 0xcc);
+	assert_int_equal(*(uint8_t *)gmem_translate(&gm, 16 * MiB + ELF_TEXT_SIZE - 1, 1), 0xcc);
+	assert_int_equal(*(uint8_t *)gmem_translate(&gm, 20 * MiB, 1), 0xdd);
+	for (size_t i = 0; i < ELF_BSS_SIZE; i++)
+		assert_int_equal(bss[i], 0);
+	/* Nothing at 1 MiB: only the segments are loaded. */
+	assert_int_equal(*(uint8_t *)gmem_translate(&gm, X86_HIMEM_START, 1), 0);
+	assert_true(lay.initrd_start >= lay.kernel_end);
+
+	/* The zero page we make, since an ELF file brings none. */
+	zp = gmem_translate(&gm, X86_ZERO_PAGE_ADDR, sizeof(*zp));
+	assert_int_equal(zp->hdr.boot_flag, 0xaa55);
+	assert_int_equal(zp->hdr.header, 0x53726448);
+	assert_true(zp->hdr.loadflags & LOADED_HIGH);
+	assert_int_equal(zp->hdr.type_of_loader, 0xff);
+	assert_int_equal(zp->hdr.cmd_line_ptr, X86_CMDLINE_ADDR);
+	assert_int_equal(zp->hdr.cmdline_size, strlen("console=ttyS0"));
+	assert_int_equal(zp->hdr.ramdisk_image, lay.initrd_start);
+	assert_int_equal(zp->hdr.ramdisk_size, sizeof(initrd));
+	assert_int_equal(zp->acpi_rsdp_addr, X86_ACPI_ADDR);
+	assert_int_equal(zp->e820_entries, 4);
+	gmem_destroy(&gm);
+	free(img);
+}
+
+/* One corruption of a good vmlinux, and the words its rejection must contain. */
+static void expect_vmlinux_rejected(void (*corrupt)(uint8_t *img, size_t *len), const char *needle)
+{
+	struct vmlinux vm;
+	const char *why = NULL;
+	size_t len;
+	uint8_t *img = fake_vmlinux(&len);
+
+	corrupt(img, &len);
+	assert_int_equal(vmlinux_parse(img, len, len, &vm, &why), -ENOEXEC);
+	assert_non_null(why);
+	if (!strstr(why, needle))
+		fail_msg("'%s' does not mention '%s'", why, needle);
+	why = NULL;
+	assert_int_equal(x86_kernel_check(img, len, len, &why), -ENOEXEC);
+	assert_non_null(why);
+	free(img);
+}
+
+static void elf32(uint8_t *img, size_t *len) { (void)len; img[EI_CLASS] = ELFCLASS32; }
+static void big_endian(uint8_t *img, size_t *len) { (void)len; img[EI_DATA] = ELFDATA2MSB; }
+static void arm64(uint8_t *img, size_t *len) { (void)len; ((Elf64_Ehdr *)img)->e_machine = EM_AARCH64; }
+static void relocatable(uint8_t *img, size_t *len) { (void)len; ((Elf64_Ehdr *)img)->e_type = ET_REL; }
+static void cut_in_header(uint8_t *img, size_t *len) { (void)img; *len = 40; }
+static void no_phdrs(uint8_t *img, size_t *len) { (void)len; ((Elf64_Ehdr *)img)->e_phnum = 0; }
+static void phdrs_past_end(uint8_t *img, size_t *len) { (void)len; ((Elf64_Ehdr *)img)->e_phoff = ELF_FILE_SIZE - 8; }
+static void phoff_huge(uint8_t *img, size_t *len) { (void)len; ((Elf64_Ehdr *)img)->e_phoff = UINT64_MAX - 16; }
+static void phnum_huge(uint8_t *img, size_t *len) { (void)len; ((Elf64_Ehdr *)img)->e_phnum = 0xffff; }
+static void bad_phentsize(uint8_t *img, size_t *len) { (void)len; ((Elf64_Ehdr *)img)->e_phentsize = 32; }
+static void truncated(uint8_t *img, size_t *len) { (void)img; *len = ELF_DATA_OFF + 16; }
+static void offset_wraps(uint8_t *img, size_t *len) { (void)len; phdr_of(img, 2)->p_offset = UINT64_MAX - 8; }
+static void filesz_over_memsz(uint8_t *img, size_t *len) { (void)len; phdr_of(img, 2)->p_memsz = 16; }
+static void below_1mib(uint8_t *img, size_t *len) { (void)len; phdr_of(img, 2)->p_paddr = 0x7000; }
+static void into_the_hole(uint8_t *img, size_t *len) { (void)len; phdr_of(img, 2)->p_paddr = X86_MEM_HOLE_START - 4096; }
+static void paddr_wraps(uint8_t *img, size_t *len)
+{
+	(void)len;
+	phdr_of(img, 2)->p_paddr = UINT64_MAX - 4096;
+}
+static void overlapping(uint8_t *img, size_t *len) { (void)len; phdr_of(img, 2)->p_paddr = 16 * MiB + 4096; }
+static void entry_outside(uint8_t *img, size_t *len) { (void)len; ((Elf64_Ehdr *)img)->e_entry = 0xffffffff81000000; }
+static void entry_in_bss(uint8_t *img, size_t *len)
+{
+	(void)len;
+	((Elf64_Ehdr *)img)->e_entry = 20 * MiB + ELF_DATA_SIZE + 16;
+}
+static void nothing_loaded(uint8_t *img, size_t *len)
+{
+	(void)len;
+	phdr_of(img, 0)->p_type = PT_NOTE;
+	phdr_of(img, 2)->p_type = PT_NOTE;
+}
+static void too_many(uint8_t *img, size_t *len)
+{
+	Elf64_Ehdr *eh = (Elf64_Ehdr *)img;
+
+	(void)len;
+	/* 17 tiny segments at distinct addresses, all in the first KiBs of the file. */
+	eh->e_phnum = 17;
+	for (unsigned i = 0; i < 17; i++)
+		*phdr_of(img, i) = (Elf64_Phdr){ .p_type = PT_LOAD, .p_offset = ELF_TEXT_OFF,
+						 .p_paddr = 16 * MiB + i * 4096, .p_filesz = 16, .p_memsz = 16 };
+}
+
+static void test_vmlinux_rejects_bad_files(void **state)
+{
+	(void)state;
+	expect_vmlinux_rejected(elf32, "not an x86_64 kernel");
+	expect_vmlinux_rejected(big_endian, "not an x86_64 kernel");
+	expect_vmlinux_rejected(arm64, "not an x86_64 kernel");
+	expect_vmlinux_rejected(relocatable, "not a vmlinux");
+	expect_vmlinux_rejected(cut_in_header, "not an ELF file");
+	expect_vmlinux_rejected(no_phdrs, "program headers");
+	expect_vmlinux_rejected(phdrs_past_end, "program headers");
+	expect_vmlinux_rejected(phoff_huge, "program headers");
+	expect_vmlinux_rejected(phnum_huge, "program headers");
+	expect_vmlinux_rejected(bad_phentsize, "program headers");
+	expect_vmlinux_rejected(truncated, "beyond the end of the file");
+	expect_vmlinux_rejected(offset_wraps, "beyond the end of the file");
+	expect_vmlinux_rejected(filesz_over_memsz, "beyond the end of the file");
+	expect_vmlinux_rejected(below_1mib, "between 1 MiB and 3 GiB");
+	expect_vmlinux_rejected(into_the_hole, "between 1 MiB and 3 GiB");
+	expect_vmlinux_rejected(paddr_wraps, "between 1 MiB and 3 GiB");
+	expect_vmlinux_rejected(overlapping, "overlap");
+	expect_vmlinux_rejected(entry_outside, "entry point");
+	expect_vmlinux_rejected(entry_in_bss, "entry point");
+	expect_vmlinux_rejected(nothing_loaded, "nothing to load");
+	expect_vmlinux_rejected(too_many, "more than 16");
+}
+
+static void test_vmlinux_load_errors(void **state)
+{
+	struct x86_boot_layout lay;
+	struct gmem gm;
+	char err[256], long_cmdline[2100];
+	size_t len;
+	uint8_t *img = fake_vmlinux(&len);
+	struct x86_boot_params p = { .kernel = mem_file(img, len), .cmdline = "" };
+
+	(void)state;
+	/* 16 MiB of RAM cannot hold a kernel that loads at 16 MiB. */
+	assert_int_equal(gmem_create(&gm, 16 * MiB, X86_MEM_HOLE_START, X86_MEM_HOLE_END), 0);
+	assert_int_equal(x86_boot_load(&gm, &p, &lay, err, sizeof(err)), -ENOMEM);
+	assert_non_null(strstr(err, "give --memory more"));
+	gmem_destroy(&gm);
+
+	assert_int_equal(gmem_create(&gm, 64 * MiB, X86_MEM_HOLE_START, X86_MEM_HOLE_END), 0);
+	memset(long_cmdline, 'a', sizeof(long_cmdline) - 1);
+	long_cmdline[sizeof(long_cmdline) - 1] = 0;
+	p.cmdline = long_cmdline;
+	assert_int_equal(x86_boot_load(&gm, &p, &lay, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "at most 2047"));
+
+	/* A file that shrank after its headers were read: a read error, not garbage. */
+	p.cmdline = "";
+	p.kernel = (struct x86_boot_file){ .head = img, .head_len = 4096, .size = len, .fd = -1 };
+	assert_int_equal(x86_boot_load(&gm, &p, &lay, err, sizeof(err)), -EIO);
+	assert_non_null(strstr(err, "--kernel: reading failed"));
+	gmem_destroy(&gm);
+	free(img);
+}
+
 static void test_page_tables_identity_map_4g(void **state)
 {
 	struct gmem gm;
@@ -370,6 +591,9 @@ int main(void)
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_load_reads_files_into_guest),
 		cmocka_unit_test(test_parse_from_head),
+		cmocka_unit_test(test_vmlinux_loads_segments),
+		cmocka_unit_test(test_vmlinux_rejects_bad_files),
+		cmocka_unit_test(test_vmlinux_load_errors),
 		cmocka_unit_test(test_page_tables_identity_map_4g),
 		cmocka_unit_test(test_gdt_entries),
 	};

@@ -45,3 +45,12 @@ case_cloud_4cpu() {
 		--cmdline "$CMDLINE_BASE vmm.test=info"
 	check_info "$log" 4 512
 }
+
+# The same kernel as an uncompressed ELF vmlinux (guest-images/extract-vmlinux.sh),
+# entered at its 64-bit entry with the zero page vmm makes for it.
+case_cloud_vmlinux() {
+	local log=$WORK/cloud-vmlinux.log
+	vmm_boot "$log" --kernel "$VMLINUX_CLOUD" --initramfs "$INITRD_CLOUD" --cpus 2 --memory 512M \
+		--cmdline "$CMDLINE_BASE vmm.test=info"
+	check_info "$log" 2 512
+}
