@@ -46,7 +46,45 @@ static const struct irq_kvm_ops kvm_ops = {
 	.ioeventfd = kvm_ioeventfd,
 };
 
+static int detached_set_gsi_routing(void *ctx, const struct kvm_irq_routing *table)
+{
+	(void)ctx;
+	(void)table;
+	return 0;
+}
+
+static int detached_irqfd(void *ctx, int fd, uint32_t gsi, bool assign)
+{
+	(void)ctx;
+	(void)fd;
+	(void)gsi;
+	return assign ? -ENODEV : 0;
+}
+
+static int detached_ioeventfd(void *ctx, int fd, uint64_t addr, uint32_t len, bool pio, bool assign)
+{
+	(void)ctx;
+	(void)fd;
+	(void)addr;
+	(void)len;
+	(void)pio;
+	return assign ? -ENODEV : 0;
+}
+
+/* After irq_router_detach(): removals succeed silently, additions fail. */
+static const struct irq_kvm_ops detached_ops = {
+	.set_gsi_routing = detached_set_gsi_routing,
+	.irqfd = detached_irqfd,
+	.ioeventfd = detached_ioeventfd,
+};
+
 /* ---- router -------------------------------------------------------------------- */
+
+/* irq_router_detach() may swap the ops while another thread calls them. */
+static const struct irq_kvm_ops *ops_of(struct irq_router *r)
+{
+	return __atomic_load_n(&r->ops, __ATOMIC_ACQUIRE);
+}
 
 size_t irq_routing_table_size(void)
 {
@@ -69,6 +107,11 @@ int irq_router_init_ops(struct irq_router *r, const struct irq_kvm_ops *ops, voi
 int irq_router_init(struct irq_router *r, int vm_fd)
 {
 	return irq_router_init_ops(r, &kvm_ops, (void *)(intptr_t)vm_fd);
+}
+
+void irq_router_detach(struct irq_router *r)
+{
+	__atomic_store_n(&r->ops, &detached_ops, __ATOMIC_RELEASE);
 }
 
 void irq_router_destroy(struct irq_router *r)
@@ -131,7 +174,7 @@ static int commit_locked(struct irq_router *r)
 	int ret;
 
 	build_locked(r, r->table);
-	ret = r->ops->set_gsi_routing(r->ctx, r->table);
+	ret = ops_of(r)->set_gsi_routing(r->ctx, r->table);
 	if (!ret)
 		r->nr_commits++;
 	return ret;
@@ -245,22 +288,22 @@ int irq_msi_unroute(struct irq_router *r, uint32_t gsi)
 
 int irq_irqfd_assign(struct irq_router *r, int fd, uint32_t gsi)
 {
-	return r->ops->irqfd(r->ctx, fd, gsi, true);
+	return ops_of(r)->irqfd(r->ctx, fd, gsi, true);
 }
 
 int irq_irqfd_deassign(struct irq_router *r, int fd, uint32_t gsi)
 {
-	return r->ops->irqfd(r->ctx, fd, gsi, false);
+	return ops_of(r)->irqfd(r->ctx, fd, gsi, false);
 }
 
 int irq_ioeventfd_assign(struct irq_router *r, int fd, uint64_t addr, uint32_t len, bool pio)
 {
 	if (len != 0 && len != 1 && len != 2 && len != 4 && len != 8)
 		return -EINVAL;
-	return r->ops->ioeventfd(r->ctx, fd, addr, len, pio, true);
+	return ops_of(r)->ioeventfd(r->ctx, fd, addr, len, pio, true);
 }
 
 int irq_ioeventfd_deassign(struct irq_router *r, int fd, uint64_t addr, uint32_t len, bool pio)
 {
-	return r->ops->ioeventfd(r->ctx, fd, addr, len, pio, false);
+	return ops_of(r)->ioeventfd(r->ctx, fd, addr, len, pio, false);
 }

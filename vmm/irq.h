@@ -56,6 +56,13 @@ int irq_router_init(struct irq_router *r, int vm_fd) WUR;
 /* Any ops (tests). Returns 0 or -ENOMEM. */
 int irq_router_init_ops(struct irq_router *r, const struct irq_kvm_ops *ops, void *ctx) WUR;
 void irq_router_destroy(struct irq_router *r);
+/*
+ * The VM is being destroyed: closing its fd drops every irqfd, ioeventfd and
+ * route at once, so from now on the router tells KVM nothing (the devices'
+ * teardown still releases their GSIs and eventfds). Spares one ioctl, and a
+ * wait for an SRCU grace period in KVM, per queue and vector at exit.
+ */
+void irq_router_detach(struct irq_router *r);
 
 /* A free MSI GSI, or -ENOSPC. The GSI has no route until irq_msi_route(). */
 int irq_msi_alloc(struct irq_router *r, uint32_t *gsi) WUR;

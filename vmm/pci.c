@@ -538,6 +538,9 @@ int pci_vm_init(struct vm *vm)
 
 void pci_vm_destroy(struct vm *vm)
 {
+	/* The VM fd closes after this: KVM drops the devices' irqfds and ioeventfds then. */
+	if (vm->irq)
+		irq_router_detach(vm->irq);
 	if (vm->pci) {
 		pci_bus_destroy(vm->pci);
 		free(vm->pci);

@@ -1017,6 +1017,34 @@ static void test_irq_router(void **state)
 	free(t);
 }
 
+/* Once detached (the VM is going away), nothing reaches KVM: removals succeed, additions fail. */
+static void test_irq_router_detach(void **state)
+{
+	struct fake_kvm k = { 0 };
+	struct irq_router r;
+	uint32_t gsi;
+	unsigned commits;
+
+	(void)state;
+	assert_int_equal(irq_router_init_ops(&r, &fake_ops, &k), 0);
+	assert_int_equal(irq_msi_alloc(&r, &gsi), 0);
+	assert_int_equal(irq_msi_route(&r, gsi, 0xfee00000, 0, 0x30), 0);
+	assert_int_equal(irq_irqfd_assign(&r, 7, gsi), 0);
+	assert_int_equal(irq_ioeventfd_assign(&r, 8, 0x100000000ULL, 2, false), 0);
+	commits = k.nr_routing;
+
+	irq_router_detach(&r);
+	assert_int_equal(irq_irqfd_deassign(&r, 7, gsi), 0);
+	assert_int_equal(irq_ioeventfd_deassign(&r, 8, 0x100000000ULL, 2, false), 0);
+	irq_msi_free(&r, gsi);
+	assert_int_equal(k.nr_routing, commits);      /* no KVM_SET_GSI_ROUTING */
+	assert_true(k.irqfd[0].on);                    /* left for the VM's close */
+	assert_int_equal(nr_ioeventfds(&k), 1);
+	assert_int_equal(irq_irqfd_assign(&r, 9, gsi), -ENODEV);
+	assert_int_equal(irq_ioeventfd_assign(&r, 9, 0x100001000ULL, 2, false), -ENODEV);
+	irq_router_destroy(&r);
+}
+
 /* The real virtio-rng, end to end over the transport. */
 static void test_rng_device(void **state)
 {
@@ -1087,6 +1115,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_device_config_and_generation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pci_cfg_access_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
+		cmocka_unit_test(test_irq_router_detach),
 		cmocka_unit_test_setup_teardown(test_irq_router, setup, teardown),
 		cmocka_unit_test(test_rng_device),
 	};
