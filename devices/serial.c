@@ -86,6 +86,7 @@ static void serial_update_irq(struct serial *s)
 
 static void serial_remember(struct serial *s, uint8_t c)
 {
+	s->tx_bytes++;
 	if (c == '\n') {
 		s->tail[s->tail_len] = 0;
 		if (s->tail_len)
@@ -258,10 +259,14 @@ size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len)
 	return n;
 }
 
-void serial_last_line(struct serial *s, char *buf, size_t len)
+uint64_t serial_last_line(struct serial *s, char *buf, size_t len)
 {
+	uint64_t sent;
+
 	pthread_mutex_lock(&s->lock);
 	s->tail[s->tail_len] = 0;
 	snprintf(buf, len, "%s", s->tail_len ? s->tail : s->last_line);
+	sent = s->tx_bytes;
 	pthread_mutex_unlock(&s->lock);
+	return sent;
 }

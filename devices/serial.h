@@ -27,6 +27,7 @@ struct serial {
 	uint8_t rx[SERIAL_FIFO_SIZE];
 	unsigned rx_head, rx_count;
 
+	uint64_t tx_bytes;           /* bytes the guest has sent (not in loopback) */
 	char tail[SERIAL_TAIL_SIZE]; /* the last line the guest printed, for error messages */
 	size_t tail_len;
 	char last_line[SERIAL_TAIL_SIZE];
@@ -44,7 +45,10 @@ void serial_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool 
 size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len);
 size_t serial_rx_room(struct serial *s);
 
-/* The last complete (or current partial) line of output, NUL-terminated. */
-void serial_last_line(struct serial *s, char *buf, size_t len);
+/*
+ * The last complete (or current partial) line of output, NUL-terminated.
+ * Returns how many bytes the guest has sent in all (0: nothing, ever).
+ */
+uint64_t serial_last_line(struct serial *s, char *buf, size_t len);
 
 #endif

@@ -52,7 +52,8 @@ nested_flaw_signature() {
 		}
 		tf='vmm: guest triple fault on vCPU 0 (rip=0xfff0 rsp=0 cr0=0x10 cr3=0 cr4=0 efer=0); the kernel crashed early'
 		to=$'vmm: --timeout 240 s expired; the guest\'s last console line: ""\nvmm: vCPU 0: runnable rip=0xffffffff81a5a1a9'
-		flawed "$tf" '' && flawed "$to" $'\r\n' &&
+		to0=$'vmm: --timeout 240 s expired; the guest wrote nothing to its serial console (no console=ttyS0 on --cmdline? ...)\nvmm: vCPU 0: runnable rip=0x431b986'
+		flawed "$tf" '' && flawed "$to" $'\r\n' && flawed "$to0" '' &&
 			flawed "$tf" 'cpus=4' && grep -q 'after it printed' "$WORK/flaw.c" &&
 			! flawed $'vmm: --timeout 240 s expired; the guest\'s last console line: "hang"' 'hang' &&
 			! flawed 'vmm: KVM_RUN failed on vCPU 0: Bad address' '' &&

@@ -130,10 +130,16 @@ static int run_loop(struct vm *vm)
 			if (now >= deadline) {
 				char line[SERIAL_TAIL_SIZE];
 
-				serial_last_line(vm->serial, line, sizeof(line));
-				vm_request_exit(vm, VMM_EXIT_TIMEOUT,
-						"--timeout %u s expired; the guest's last console line: \"%s\"",
-						vm->cfg->timeout_s, line);
+				if (serial_last_line(vm->serial, line, sizeof(line)))
+					vm_request_exit(vm, VMM_EXIT_TIMEOUT,
+							"--timeout %u s expired; the guest's last console line: \"%s\"",
+							vm->cfg->timeout_s, line);
+				else
+					vm_request_exit(vm, VMM_EXIT_TIMEOUT,
+							"--timeout %u s expired; the guest wrote nothing to its serial console "
+							"(no console=ttyS0 on --cmdline? earlyprintk=ttyS0 shows early boot; "
+							"a KVM without hardware virtualization runs guests far too slowly to get there)",
+							vm->cfg->timeout_s);
 				break;
 			}
 			timeout_ms = (int)MIN((deadline - now + 999999) / 1000000, (uint64_t)INT32_MAX);

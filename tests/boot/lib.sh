@@ -127,7 +127,8 @@ nested_flaw() {
 		fi
 	elif grep -q '[^[:space:]]' "$2" 2>/dev/null; then
 		return 0
-	elif grep -q "^vmm: --timeout [0-9]* s expired; the guest's last console line: \"\"" "$1" 2>/dev/null; then
+	elif grep -qE "^vmm: --timeout [0-9]+ s expired; the guest('s last console line: \"\"| wrote nothing to its serial console)" \
+		"$1" 2>/dev/null; then
 		why="the L2 guest hung before it printed anything ($(grep -m1 '^vmm: vCPU 0:' "$1"))"
 	else
 		return 0

@@ -131,13 +131,16 @@ static void test_last_line(void **state)
 
 	(void)state;
 	assert_int_equal(serial_init(&s, -1, fake_irq, NULL), 0);
+	/* Nothing sent yet: an empty line and a count of 0 (the silent-guest hint). */
+	assert_int_equal(serial_last_line(&s, line, sizeof(line)), 0);
+	assert_string_equal(line, "");
 	for (const char *c = "first\r\nsecond line\r\n"; *c; c++)
 		wr(&s, 0, (uint8_t)*c);
-	serial_last_line(&s, line, sizeof(line));
+	assert_int_equal(serial_last_line(&s, line, sizeof(line)), strlen("first\r\nsecond line\r\n"));
 	assert_string_equal(line, "second line");
 	for (const char *c = "partial"; *c; c++)
 		wr(&s, 0, (uint8_t)*c);
-	serial_last_line(&s, line, sizeof(line));
+	assert_int_equal(serial_last_line(&s, line, sizeof(line)), strlen("first\r\nsecond line\r\npartial"));
 	assert_string_equal(line, "partial");
 	serial_destroy(&s);
 }
