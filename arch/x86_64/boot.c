@@ -252,12 +252,17 @@ static int too_small(uint64_t end, char *err, size_t errlen)
 			(unsigned long long)((end + MiB - 1) / MiB));
 }
 
+/* What loading either kind of kernel leaves for the zero page and the layout. */
+struct loaded_kernel {
+	struct setup_header hdr;
+	uint64_t entry;            /* guest-physical 64-bit entry */
+	uint64_t start, end;       /* the memory the kernel occupies (or needs) */
+};
+
 /* A bzImage: its protected-mode part at 1 MiB; it decompresses itself from there. */
-static int load_bzimage(const struct gmem *gm, const struct x86_boot_params *p, uint64_t low_end,
-			struct setup_header *hdr, uint64_t *entry, uint64_t *start, uint64_t *end,
-			char *err, size_t errlen)
+static int load_bzimage(const struct gmem *gm, const struct x86_boot_params *p, size_t cmdline_len,
+			uint64_t low_end, struct loaded_kernel *k, char *err, size_t errlen)
 {
-	size_t cmdline_len = strlen(p->cmdline);
 	struct bzimage bz;
 	const char *why;
 	void *dst;
@@ -270,18 +275,18 @@ static int load_bzimage(const struct gmem *gm, const struct x86_boot_params *p, 
 				"command line is %zu bytes; this kernel accepts at most %u",
 				cmdline_len, bz.cmdline_size);
 	/* The kernel decompresses in place from its load address: it needs init_size bytes. */
-	*end = KERNEL_LOAD_ADDR + MAX((uint64_t)bz.init_size, bz.kernel_size);
-	if (*end > low_end)
-		return too_small(*end, err, errlen);
+	k->start = KERNEL_LOAD_ADDR;
+	k->end = KERNEL_LOAD_ADDR + MAX((uint64_t)bz.init_size, bz.kernel_size);
+	if (k->end > low_end)
+		return too_small(k->end, err, errlen);
 	dst = gmem_translate(gm, KERNEL_LOAD_ADDR, bz.kernel_size);
 	if (!dst)
-		return too_small(*end, err, errlen);
+		return too_small(k->end, err, errlen);
 	ret = file_copy(&p->kernel, dst, bz.kernel_offset, bz.kernel_size);
 	if (ret)
 		return kernel_read_err(ret, err, errlen);
-	*hdr = bz.hdr;
-	*entry = KERNEL_LOAD_ADDR + ENTRY_64_OFFSET;
-	*start = KERNEL_LOAD_ADDR;
+	k->hdr = bz.hdr;
+	k->entry = KERNEL_LOAD_ADDR + ENTRY_64_OFFSET;
 	return 0;
 }
 
@@ -289,11 +294,9 @@ static int load_bzimage(const struct gmem *gm, const struct x86_boot_params *p, 
  * An ELF vmlinux: its segments at their physical addresses, entered at its
  * 64-bit entry. No setup header comes with it: make the one the kernel reads.
  */
-static int load_vmlinux(const struct gmem *gm, const struct x86_boot_params *p, uint64_t low_end,
-			struct setup_header *hdr, uint64_t *entry, uint64_t *start, uint64_t *end,
-			char *err, size_t errlen)
+static int load_vmlinux(const struct gmem *gm, const struct x86_boot_params *p, size_t cmdline_len,
+			uint64_t low_end, struct loaded_kernel *k, char *err, size_t errlen)
 {
-	size_t cmdline_len = strlen(p->cmdline);
 	struct vmlinux vm;
 	const char *why;
 	int ret;
@@ -304,29 +307,29 @@ static int load_vmlinux(const struct gmem *gm, const struct x86_boot_params *p, 
 		return boot_err(-EINVAL, err, errlen,
 				"command line is %zu bytes; a kernel accepts at most %u",
 				cmdline_len, VMLINUX_CMDLINE_MAX);
-	*start = vm.start;
-	*end = vm.end;
-	if (*end > low_end)
-		return too_small(*end, err, errlen);
+	k->start = vm.start;
+	k->end = vm.end;
+	if (k->end > low_end)
+		return too_small(k->end, err, errlen);
 	for (unsigned i = 0; i < vm.nr_segments; i++) {
 		const struct vmlinux_segment *seg = &vm.segments[i];
 		uint8_t *dst = gmem_translate(gm, seg->paddr, seg->memsz);
 
 		if (!dst)
-			return too_small(*end, err, errlen);
+			return too_small(k->end, err, errlen);
 		ret = file_copy(&p->kernel, dst, seg->offset, seg->filesz);
 		if (ret)
 			return kernel_read_err(ret, err, errlen);
 		memset(dst + seg->filesz, 0, seg->memsz - seg->filesz);
 	}
-	memset(hdr, 0, sizeof(*hdr));
-	hdr->boot_flag = BOOT_FLAG_MAGIC;
-	hdr->header = HDRS_MAGIC;
-	hdr->version = MIN_BOOT_PROTOCOL;
-	hdr->loadflags = LOADED_HIGH;
-	hdr->kernel_alignment = VMLINUX_ALIGN;
-	hdr->xloadflags = XLF_KERNEL_64;
-	*entry = vm.entry;
+	memset(&k->hdr, 0, sizeof(k->hdr));
+	k->hdr.boot_flag = BOOT_FLAG_MAGIC;
+	k->hdr.header = HDRS_MAGIC;
+	k->hdr.version = MIN_BOOT_PROTOCOL;
+	k->hdr.loadflags = LOADED_HIGH;
+	k->hdr.kernel_alignment = VMLINUX_ALIGN;
+	k->hdr.xloadflags = XLF_KERNEL_64;
+	k->entry = vm.entry;
 	return 0;
 }
 
@@ -334,8 +337,8 @@ int x86_boot_load(const struct gmem *gm, const struct x86_boot_params *p,
 		  struct x86_boot_layout *out, char *err, size_t errlen)
 {
 	struct boot_params *zp;
-	struct setup_header hdr = { 0 };
-	uint64_t low_end, kernel_start = 0, kernel_end = 0, entry = 0, initrd_top, initrd_addr = 0, initrd_max;
+	struct loaded_kernel k = { 0 };
+	uint64_t low_end, initrd_top, initrd_addr = 0, initrd_max;
 	uint64_t initrd_len = p->initrd.size;
 	size_t cmdline_len = strlen(p->cmdline);
 	void *dst;
@@ -346,18 +349,18 @@ int x86_boot_load(const struct gmem *gm, const struct x86_boot_params *p,
 		return boot_err(-EINVAL, err, errlen, "command line is %zu bytes; too long", cmdline_len);
 	low_end = gm->regions[0].size;
 	if (is_elf(p->kernel.head, MIN((uint64_t)p->kernel.head_len, p->kernel.size)))
-		ret = load_vmlinux(gm, p, low_end, &hdr, &entry, &kernel_start, &kernel_end, err, errlen);
+		ret = load_vmlinux(gm, p, cmdline_len, low_end, &k, err, errlen);
 	else
-		ret = load_bzimage(gm, p, low_end, &hdr, &entry, &kernel_start, &kernel_end, err, errlen);
+		ret = load_bzimage(gm, p, cmdline_len, low_end, &k, err, errlen);
 	if (ret)
 		return ret;
-	initrd_max = hdr.initrd_addr_max ? hdr.initrd_addr_max : 0x37ffffff;
+	initrd_max = k.hdr.initrd_addr_max ? k.hdr.initrd_addr_max : 0x37ffffff;
 
 	if (initrd_len) {
 		/* As high as allowed, below initrd_addr_max and the end of low RAM, page aligned. */
 		initrd_top = MIN(low_end, initrd_max + 1);
 		if (initrd_len > initrd_top ||
-		    ((initrd_top - initrd_len) & ~(uint64_t)4095) < ALIGN_UP(kernel_end, 4096))
+		    ((initrd_top - initrd_len) & ~(uint64_t)4095) < ALIGN_UP(k.end, 4096))
 			return boot_err(-ENOMEM, err, errlen,
 					"memory too small for kernel + initramfs (%llu MiB); give --memory more",
 					(unsigned long long)(initrd_len / MiB + 1));
@@ -379,7 +382,7 @@ int x86_boot_load(const struct gmem *gm, const struct x86_boot_params *p,
 	if (!zp)
 		return boot_err(-EINVAL, err, errlen, "guest RAM too small for the zero page");
 	memset(zp, 0, sizeof(*zp));
-	zp->hdr = hdr;
+	zp->hdr = k.hdr;
 	zp->hdr.type_of_loader = LOADER_TYPE_UNKNOWN;
 	zp->hdr.loadflags |= CAN_USE_HEAP | KEEP_SEGMENTS;
 	zp->hdr.loadflags &= (uint8_t)~QUIET_FLAG;
@@ -394,10 +397,10 @@ int x86_boot_load(const struct gmem *gm, const struct x86_boot_params *p,
 	zp->acpi_rsdp_addr = p->rsdp_gpa;
 	zp->e820_entries = (uint8_t)x86_e820_build(gm, zp->e820_table, ARRAY_SIZE(zp->e820_table));
 
-	out->entry = entry;
+	out->entry = k.entry;
 	out->zero_page = X86_ZERO_PAGE_ADDR;
-	out->kernel_start = kernel_start;
-	out->kernel_end = kernel_end;
+	out->kernel_start = k.start;
+	out->kernel_end = k.end;
 	out->initrd_start = initrd_addr;
 	out->initrd_end = initrd_addr ? initrd_addr + initrd_len : 0;
 	return 0;
