@@ -49,11 +49,21 @@ static void tap_link_up(const char *name)
 	close(s);
 }
 
+/*
+ * Whether an interface called `name` exists. Only for error messages: a
+ * lookup of a missing name makes a privileged caller's kernel run modprobe
+ * for "netdev-NAME" (milliseconds on every start), so the normal path never
+ * asks.
+ */
+static bool link_exists(const char *name)
+{
+	return if_nametoindex(name) != 0;
+}
+
 int tap_open(const char *name, int vnet_hdr_size, bool *created, char *err, size_t errlen)
 {
 	unsigned int features = 0;
 	struct ifreq ifr;
-	bool existed;
 	int fd, e;
 
 	*created = false;
@@ -64,7 +74,6 @@ int tap_open(const char *name, int vnet_hdr_size, bool *created, char *err, size
 	/* '%' would make the kernel pick a new numbered name; '/' and spaces are never valid. */
 	if (strpbrk(name, "%/: \t\n"))
 		return fail(err, errlen, -EINVAL, "'%s' is not a valid interface name", name, 0);
-	existed = if_nametoindex(name) != 0;
 
 	fd = open(TUN_DEV, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
@@ -82,7 +91,7 @@ int tap_open(const char *name, int vnet_hdr_size, bool *created, char *err, size
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
 		e = -errno;
-		if (e == -EPERM && !existed)
+		if (e == -EPERM && !link_exists(name))
 			fail(err, errlen, e, "tap '%s' does not exist and creating it is not permitted", name, 0);
 		else if (e == -EPERM)
 			fail(err, errlen, e, "tap '%s': not permitted (not its owner, no CAP_NET_ADMIN)", name, 0);
@@ -92,6 +101,16 @@ int tap_open(const char *name, int vnet_hdr_size, bool *created, char *err, size
 			fail(err, errlen, e, "tap '%s' is busy (attached elsewhere)", name, 0);
 		else
 			fail(err, errlen, e, "tap '%s': cannot attach", name, -e);
+		goto err_close;
+	}
+	/*
+	 * Did we just create it? A tap that outlives its last fd is persistent;
+	 * one that existed without being persistent was attached to another fd,
+	 * and TUNSETIFF failed above with EBUSY. So: created unless IFF_PERSIST.
+	 */
+	if (ioctl(fd, TUNGETIFF, &ifr) < 0) {
+		e = -errno;
+		fail(err, errlen, e, "tap '%s': TUNGETIFF failed", name, -e);
 		goto err_close;
 	}
 	if (ioctl(fd, TUNSETVNETHDRSZ, &vnet_hdr_size) < 0) {
@@ -105,7 +124,7 @@ int tap_open(const char *name, int vnet_hdr_size, bool *created, char *err, size
 		fail(err, errlen, e, "tap '%s': cannot switch offloads off", name, -e);
 		goto err_close;
 	}
-	if (!existed) {
+	if (!(ifr.ifr_flags & IFF_PERSIST)) {
 		tap_link_up(name);
 		*created = true;
 	}

@@ -536,11 +536,15 @@ int pci_vm_init(struct vm *vm)
 	return 0;
 }
 
-void pci_vm_destroy(struct vm *vm)
+void pci_vm_detach(struct vm *vm)
 {
-	/* The VM fd closes after this: KVM drops the devices' irqfds and ioeventfds then. */
 	if (vm->irq)
 		irq_router_detach(vm->irq);
+}
+
+void pci_vm_destroy(struct vm *vm)
+{
+	pci_vm_detach(vm);
 	if (vm->pci) {
 		pci_bus_destroy(vm->pci);
 		free(vm->pci);

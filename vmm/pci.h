@@ -204,6 +204,12 @@ uint64_t pci_bar_decode(struct pci_device *d, unsigned bar);
 struct vm;
 /* The VM's PCI bus and interrupt router (vm->pci, vm->irq), with the x86 windows. */
 int pci_vm_init(struct vm *vm) WUR;
+/*
+ * From here on no device asks KVM for anything: routes, irqfds and
+ * ioeventfds go with the VM fd, which may then close while the devices are
+ * torn down.
+ */
+void pci_vm_detach(struct vm *vm);
 void pci_vm_destroy(struct vm *vm);
 
 #endif

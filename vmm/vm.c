@@ -290,6 +290,19 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_images
 	if (ret)
 		goto err;
 
+	/*
+	 * Guest memory is a memfd, not yet a VM's: the loader fills it (15 MiB
+	 * of kernel and initramfs) while KVM makes the VM, its vCPUs and devices.
+	 */
+	ret = gmem_create(&vm->mem, cfg->mem_size, X86_MEM_HOLE_START, X86_MEM_HOLE_END);
+	note_huge_pages();
+	if (ret) {
+		pr_err("--memory: cannot allocate %llu MiB of guest memory: %s",
+		       (unsigned long long)(cfg->mem_size / MiB), strerror(-ret));
+		goto err;
+	}
+	loader_start(vm, img);
+
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0) {
 		ret = -errno;
@@ -305,20 +318,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_images
 		goto err;
 	}
 
-	ret = gmem_create(&vm->mem, cfg->mem_size, X86_MEM_HOLE_START, X86_MEM_HOLE_END);
-	note_huge_pages();
-	if (ret) {
-		pr_err("--memory: cannot allocate %llu MiB of guest memory: %s",
-		       (unsigned long long)(cfg->mem_size / MiB), strerror(-ret));
-		goto err;
-	}
 	ret = set_memory(vm);
 	if (ret) {
 		pr_err("KVM_SET_USER_MEMORY_REGION failed: %s", strerror(-ret));
 		goto err;
 	}
-	/* Reading 15 MiB of kernel and initramfs overlaps making vCPUs and devices. */
-	loader_start(vm, img);
 
 	ret = evloop_create(&vm->loop);
 	if (ret) {
@@ -375,24 +379,54 @@ err:
 	return ret;
 }
 
-void vm_destroy(struct vm *vm)
+/* The vCPUs and the VM fd: KVM frees the VM when the last of them closes. */
+static void release_kvm(struct vm *vm)
 {
-	/* The loader writes guest memory: it finishes before anything goes. */
-	loader_wait(vm);
-	/* PCI devices first: they use the event loop, guest memory and the VM fd. */
-	pci_vm_destroy(vm);
-	platform_devices_destroy(vm);
-	if (vm->loop)
-		evloop_destroy(vm->loop);
-	vm->loop = NULL;
-	/* The ring lies in vCPU 0's mapping. */
-	coalesced_destroy(&vm->coalesced);
 	if (vm->vcpus) {
 		for (unsigned i = 0; i < vm->ncpus; i++)
 			vcpu_destroy(&vm->vcpus[i]);
 		free(vm->vcpus);
 		vm->vcpus = NULL;
 	}
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	vm->vm_fd = -1;
+}
+
+static void *release_thread(void *arg)
+{
+	release_kvm(arg);
+	return NULL;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	pthread_t releaser;
+	bool releasing = false;
+
+	/* The loader writes guest memory: it finishes before anything goes. */
+	loader_wait(vm);
+	/*
+	 * KVM takes tens of milliseconds to free a VM, and a tap we created as
+	 * long to go: the two overlap. Before the VM goes, devices stop asking
+	 * KVM for anything, the serial port (which raises its line through the
+	 * VM fd) goes, and so does the coalesced ring, which lies in vCPU 0's
+	 * mapping. The rest of the devices need only guest memory and the event
+	 * loop, both kept until the VM is gone.
+	 */
+	pci_vm_detach(vm);
+	platform_devices_destroy(vm);
+	coalesced_destroy(&vm->coalesced);
+	if (vm->vm_fd >= 0 && vmm_thread_create(&releaser, release_thread, vm, "release") == 0)
+		releasing = true;
+	else
+		release_kvm(vm);
+	pci_vm_destroy(vm);
+	if (vm->loop)
+		evloop_destroy(vm->loop);
+	vm->loop = NULL;
+	if (releasing)
+		pthread_join(releaser, NULL);
 	if (vm->pio.ranges || vm->pio.name)
 		bus_destroy(&vm->pio);
 	if (vm->mmio.ranges || vm->mmio.name)
@@ -402,11 +436,9 @@ void vm_destroy(struct vm *vm)
 	vm->supported_cpuid = NULL;
 	if (vm->exit_efd >= 0)
 		close(vm->exit_efd);
-	if (vm->vm_fd >= 0)
-		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
-	vm->exit_efd = vm->vm_fd = vm->kvm_fd = -1;
+	vm->exit_efd = vm->kvm_fd = -1;
 }
 
 /*

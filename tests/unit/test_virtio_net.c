@@ -25,6 +25,7 @@
 #include <linux/ethtool.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
+#include <linux/if_tun.h>
 #include <linux/sockios.h>
 
 #include <cmocka.h>
@@ -1209,6 +1210,63 @@ static void test_tap_busy_and_not_a_tap(void **state)
 	expect_create_error("tap=lo", "not a single-queue tap");
 }
 
+static short link_flags(const char *ifname)
+{
+	struct ifreq ifr = { 0 };
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	assert_true(s >= 0);
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	assert_int_equal(ioctl(s, SIOCGIFFLAGS, &ifr), 0);
+	close(s);
+	return ifr.ifr_flags;
+}
+
+/* Make (persist=1) or remove (persist=0) a persistent tap, as `ip tuntap` does. */
+static void tap_persist(const char *ifname, int persist)
+{
+	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	assert_int_equal(ioctl(fd, TUNSETIFF, &ifr), 0);
+	assert_int_equal(ioctl(fd, TUNSETPERSIST, persist), 0);
+	close(fd);
+}
+
+/*
+ * tap_open tells a tap it made (brought up, gone with its fd) from an
+ * existing persistent one (left as its owner set it, outlives the fd).
+ */
+static void test_tap_created_or_existing(void **state)
+{
+	bool created = false;
+	char err[200];
+	int fd;
+
+	(void)state;
+	if (!tap_ok)
+		skip();
+	fd = tap_open(TAP_NAME, 12, &created, err, sizeof(err));
+	assert_true(fd >= 0);
+	assert_true(created);
+	assert_true(link_flags(TAP_NAME) & IFF_UP);
+	close(fd);
+	assert_int_equal(if_nametoindex(TAP_NAME), 0);
+
+	tap_persist(TAP_NAME, 1);
+	assert_false(link_flags(TAP_NAME) & IFF_UP);
+	fd = tap_open(TAP_NAME, 12, &created, err, sizeof(err));
+	assert_true(fd >= 0);
+	assert_false(created);
+	assert_false(link_flags(TAP_NAME) & IFF_UP);
+	close(fd);
+	assert_true(if_nametoindex(TAP_NAME) != 0);
+	tap_persist(TAP_NAME, 0);
+	assert_int_equal(if_nametoindex(TAP_NAME), 0);
+}
+
 static int packet_socket(const char *ifname)
 {
 	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL),
@@ -1359,6 +1417,7 @@ int main(void)
 	const struct CMUnitTest tap_tests[] = {
 		cmocka_unit_test(test_tap_create_mac_and_offloads),
 		cmocka_unit_test(test_tap_busy_and_not_a_tap),
+		cmocka_unit_test(test_tap_created_or_existing),
 		cmocka_unit_test(test_tap_traffic),
 	};
 	int failed;
