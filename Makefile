@@ -37,7 +37,7 @@ LIBS        := -pthread -luring
 VMM_LDFLAGS ?= -static-pie
 
 CHANNEL_SRCS := $(wildcard channel/*.c)
-CORE_SRCS    := $(filter-out vmm/main.c,$(wildcard vmm/*.c arch/x86_64/*.c devices/*.c virtio/*.c))
+CORE_SRCS    := $(filter-out vmm/main.c smoke/main.c,$(wildcard vmm/*.c arch/x86_64/*.c devices/*.c virtio/*.c smoke/*.c))
 UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
 UNIT_NAMES   := $(UNIT_SRCS:tests/unit/%.c=%)
 FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
@@ -46,7 +46,7 @@ BENCH_SRCS   := $(wildcard bench/*.c)
 
 .PHONY: all setup run test unit unit-plain unit-asan tsan fuzz fuzz-smoke guest-images \
         boot-tests bench clean
-all: $(BUILD)/vmm
+all: $(BUILD)/vmm $(BUILD)/vmm-smoke
 
 # --- one static library pair per build variant --------------------------------
 # $(call variant,NAME,CC,CFLAGS)
@@ -70,6 +70,13 @@ $(eval $(call variant,fuzz,$(CLANG),$(FUZZ_CFLAGS)))
 
 $(BUILD)/vmm: $(BUILD)/rel/vmm/main.o $(BUILD)/rel/libcore.a $(BUILD)/rel/libchannel.a
 	$(call say,LD,$@)$(CC) $(REL_CFLAGS) $(VMM_LDFLAGS) -o $@ $^ $(LIBS)
+
+# vmm-smoke finds the guest-image sources it builds its initramfs from here.
+$(BUILD)/rel/smoke/main.o: smoke/main.c
+	@mkdir -p $(@D)
+	$(call say,CC,rel/$<)$(CC) $(REL_CFLAGS) -DSMOKE_REPO='"$(abspath .)"' -c $< -o $@
+$(BUILD)/vmm-smoke: $(BUILD)/rel/smoke/main.o $(BUILD)/rel/libcore.a
+	$(call say,LD,$@)$(CC) $(REL_CFLAGS) $(VMM_LDFLAGS) -o $@ $^
 
 # --- unit tests: plain and under ASan+UBSan -----------------------------------
 # channel/ stands alone, so its tests link only libchannel.

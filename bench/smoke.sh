@@ -34,7 +34,7 @@ run() {
 	sed -n '1s/.*power-off at \([0-9.]*\) s.*/\1/p' "$W/smoke-$side.out" >"$W/smoke-$side.up"
 }
 run_vmm() {
-	run vmm tests/smoke/vmm-smoke --timeout 300 --kernel "$K" --modules "$M" --cpus 2 --memory 512
+	run vmm "$BUILD/vmm-smoke" --timeout 300 --kernel "$K" --modules "$M" --cpus 2 --memory 512
 }
 run_qemu() {
 	run qemu bench/qemu-smoke.sh --timeout 300 --kernel "$K" --initramfs "$I" --disk "$D" --cpus 2 --memory 512

@@ -138,9 +138,65 @@ silent_guest_stopped() {
 	)
 }
 
+# vmm-smoke (C) and the QEMU reference's report.sh (bash, bench/qemu-smoke.sh)
+# give the same verdicts, line for line, on the same consoles: a fake VMM
+# prints each. No KVM needed.
+smoke_same_verdicts() {
+	(
+		tmp=$(mktemp -d) || exit 1
+		trap 'rm -rf "$tmp"' EXIT
+		export VMM_SMOKE_CACHE=$tmp/cache
+		mkdir -p "$VMM_SMOKE_CACHE"
+		sha=89a99926cd5491b5ae4bf95614bae1dd230e918d4fbb86fc8d0912f7fa34c125
+		: >"$VMM_SMOKE_CACHE/disk-4m.img"
+		echo "$sha  disk" >"$VMM_SMOKE_CACHE/disk-4m.img.sha256"
+		# Newer than every guest-image source: vmm-smoke builds nothing.
+		: >"$VMM_SMOKE_CACHE/initramfs-builtin.cpio.gz"
+		printf '%s\n' '#!/bin/sh' 'cat "$FAKE_CONSOLE"; exit "$FAKE_RC"' >"$tmp/fake-vmm"
+		chmod +x "$tmp/fake-vmm"
+		printf 'VMMTEST-BEGIN smoke\r\nuptime_at_init=1.82\r\nkernel=6.1.0\r\ncpus=2\r\nonline=0-1\r\nmemtotal_kb=479000\r\nvirtio_ids= 0x0001 0x0002 0x0004\r\nvda_sha256=%s\r\nVMMTEST-END smoke rc=0\r\n[    2.141756] reboot: Power down\r\n' \
+			"$sha" >"$tmp/good"
+		printf 'noise\n\nVMMTEST-BEGIN smoke\ncpus=3\nCPUS=2\ncpus=2\nmemtotal_kb=4e5\nvirtio_ids= 0x0002\nvmm: stopped\nkernel==x\nVMMTEST-END smoke rc=1\n' >"$tmp/bad"
+		for i in $(seq 1 30); do echo "line $i"; done >"$tmp/long"
+		: >"$tmp/empty"
+		for c in good:0 bad:0 bad:1 long:124 empty:1 good:3; do
+			name=${c%:*} rc=${c#*:}
+			FAKE_CONSOLE=$tmp/$name FAKE_RC=$rc "$BUILD/vmm-smoke" --vmm "$tmp/fake-vmm" --kernel "$tmp/fake-vmm" \
+				--tap faketap --cpus 2 --memory 512 >"$tmp/c.out" 2>&1
+			(
+				# shellcheck source=tests/smoke/report.sh
+				source tests/smoke/report.sh
+				kernel=fake-vmm version= cpus=2 mem=512 secs=0 tap=faketap want_sha=$sha keep= work=
+				exec 3<"$tmp/$name"
+				smoke_read 3 "" "vmm: "
+				smoke_report vmm-smoke vmm
+			) >"$tmp/b.out" 2>&1
+			diff <(tail -n +2 "$tmp/c.out") <(tail -n +2 "$tmp/b.out") >"$tmp/diff" ||
+				{ echo "  console '$name', status $rc: vmm-smoke (<) and report.sh (>) differ:"; sed 's/^/  | /' "$tmp/diff"; exit 1; }
+			[ "$(tail -n1 "$tmp/c.out")" != "8 passed, 0 failed" ] || [ "$name:$rc" = good:0 ] ||
+				{ echo "  console '$name', status $rc passed"; exit 1; }
+		done
+		grep -q '^8 passed, 0 failed$' <(FAKE_CONSOLE=$tmp/good FAKE_RC=0 "$BUILD/vmm-smoke" --vmm "$tmp/fake-vmm" \
+			--kernel "$tmp/fake-vmm" --tap faketap) || { echo "  the good console did not pass"; exit 1; }
+		# A stale cache: the boot vmm-smoke started on it is stopped unseen, the
+		# initramfs is made again (a real one: busybox, no modules), and the
+		# report is of the boot on the new image.
+		touch -d 2000-01-01 "$VMM_SMOKE_CACHE/initramfs-builtin.cpio.gz"
+		FAKE_CONSOLE=$tmp/good FAKE_RC=0 "$BUILD/vmm-smoke" --vmm "$tmp/fake-vmm" --kernel "$tmp/fake-vmm" \
+			--tap faketap >"$tmp/stale.out" 2>&1
+		grep -q '^vmm-smoke: building the initramfs (cached in ' "$tmp/stale.out" &&
+			[ "$(grep -c '^vmm-smoke: fake-vmm' "$tmp/stale.out")" -eq 1 ] &&
+			grep -q '^8 passed, 0 failed$' "$tmp/stale.out" &&
+			[ -s "$VMM_SMOKE_CACHE/initramfs-builtin.cpio.gz" ] &&
+			[ "$VMM_SMOKE_CACHE/initramfs-builtin.cpio.gz" -nt guest-images/init ] ||
+			{ echo "  stale cache:"; sed 's/^/  | /' "$tmp/stale.out"; exit 1; }
+	)
+}
+
 check help-and-version help_and_version
 check no-kvm-message no_kvm_message
 check nested-flaw-signature nested_flaw_signature
 check suite-flaw-retries suite_flaw_retries
 check silent-guest-stopped silent_guest_stopped
+check smoke-same-verdicts smoke_same_verdicts
 exit $status

@@ -1,8 +1,9 @@
 # shellcheck shell=bash
-# What vmm-smoke reads from a boot and how it reports it; sourced by
-# tests/smoke/vmm-smoke and by bench/qemu-smoke.sh (the same checks driven
-# through QEMU). Only bash builtins: a process costs tens of milliseconds in an
-# emulated host.
+# What a boot-smoke run reads from a boot and how it reports it, for
+# bench/qemu-smoke.sh (the same checks as vmm-smoke, driven through QEMU).
+# vmm-smoke applies the same rules in C (smoke/report.c); the host check
+# smoke-same-verdicts (tests/host-checks.sh) holds the two to the same output.
+# Only bash builtins: a process costs tens of milliseconds in an emulated host.
 
 # smoke_read FD LOGFD PREFIX: read a boot's console (and the VMM's messages,
 # lines starting with PREFIX, not empty) from FD as it arrives, copying it to

@@ -4,7 +4,7 @@
 smoke_run() {
 	local out=$1
 	shift
-	"$REPO/tests/smoke/vmm-smoke" --vmm "$VMM" --timeout "$BOOT_TIMEOUT" --keep "$@" >"$out" 2>&1
+	"$BUILD/vmm-smoke" --vmm "$VMM" --timeout "$BOOT_TIMEOUT" --keep "$@" >"$out" 2>&1
 	RC=$?
 	# --keep: the console log and vmm's stderr, for nested_flaw and for the reader.
 	local kept
