@@ -263,14 +263,30 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_images
 
 	memset(vm, 0, sizeof(*vm));
 	vm->cfg = cfg;
-	vm->vm_fd = vm->exit_efd = -1;
+	vm->kvm_fd = vm->vm_fd = vm->exit_efd = -1;
 	coalesced_init(&vm->coalesced, &vm->pio, &vm->mmio);
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 
+	/*
+	 * Guest memory is a memfd, not yet a VM's: the loader fills it (15 MiB
+	 * of kernel and initramfs), the longest step of a start, while KVM makes
+	 * the VM, its vCPUs and devices.
+	 */
+	ret = gmem_create(&vm->mem, cfg->mem_size, X86_MEM_HOLE_START, X86_MEM_HOLE_END);
+	note_huge_pages();
+	if (ret) {
+		pr_err("--memory: cannot allocate %llu MiB of guest memory: %s",
+		       (unsigned long long)(cfg->mem_size / MiB), strerror(-ret));
+		goto err;
+	}
+	loader_start(vm, img);
+
 	vm->kvm_fd = open_kvm();
-	if (vm->kvm_fd < 0)
-		return vm->kvm_fd;
+	if (vm->kvm_fd < 0) {
+		ret = vm->kvm_fd;
+		goto err;
+	}
 	ret = check_caps(vm->kvm_fd);
 	if (ret)
 		goto err;
@@ -289,19 +305,6 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_images
 	ret = get_supported_cpuid(vm);
 	if (ret)
 		goto err;
-
-	/*
-	 * Guest memory is a memfd, not yet a VM's: the loader fills it (15 MiB
-	 * of kernel and initramfs) while KVM makes the VM, its vCPUs and devices.
-	 */
-	ret = gmem_create(&vm->mem, cfg->mem_size, X86_MEM_HOLE_START, X86_MEM_HOLE_END);
-	note_huge_pages();
-	if (ret) {
-		pr_err("--memory: cannot allocate %llu MiB of guest memory: %s",
-		       (unsigned long long)(cfg->mem_size / MiB), strerror(-ret));
-		goto err;
-	}
-	loader_start(vm, img);
 
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0) {
