@@ -137,16 +137,6 @@ static bool is_file(const char *path)
 	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* "%s/%s" into a PATH_MAX buffer; a path that long is an error, not a cut. */
-static char *join(char *buf, const char *a, const char *b)
-{
-	if (snprintf(buf, PATH_MAX, "%s/%s", a, b) >= PATH_MAX) {
-		fprintf(stderr, "vmm-smoke: path too long: %s/%s\n", a, b);
-		exit(2);
-	}
-	return buf;
-}
-
 /* printf into a PATH_MAX buffer; a path that long is an error, not a cut. */
 __attribute__((format(printf, 2, 3))) static char *path_printf(char *buf, const char *fmt, ...)
 {
@@ -161,6 +151,12 @@ __attribute__((format(printf, 2, 3))) static char *path_printf(char *buf, const 
 		exit(2);
 	}
 	return buf;
+}
+
+/* A/B into a PATH_MAX buffer. */
+static char *join(char *buf, const char *a, const char *b)
+{
+	return path_printf(buf, "%s/%s", a, b);
 }
 
 /* PATH made absolute, without a trailing "/" or "/." (no symlinks resolved: it names the cache). */
@@ -320,6 +316,17 @@ static pid_t spawn_vmm(char *const argv[], const char *errpath, int *fd)
 	return pid;
 }
 
+/* waitpid through EINTR: the child's wait status, or -1. */
+static int wait_child(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return status;
+}
+
 /* Runs argv to completion with our stdout and stderr; its exit status, or -1. */
 static int run(char *const argv[])
 {
@@ -335,10 +342,8 @@ static int run(char *const argv[])
 		fprintf(stderr, "vmm-smoke: cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	status = wait_child(pid);
+	return status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 static volatile sig_atomic_t child_pid;
@@ -572,8 +577,7 @@ int main(int argc, char **argv)
 	if (initramfs_stale(initramfs, repo, build, depfile)) {
 		if (pid > 0) {
 			kill(pid, SIGKILL);
-			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-				;
+			wait_child(pid);
 			child_pid = 0;
 			close(fd);
 		}
@@ -599,8 +603,7 @@ int main(int argc, char **argv)
 	smoke_console_init(&con, "vmm: ");
 	read_console(fd, &con, log);
 	close(fd);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	status = wait_child(pid);
 	child_pid = 0;
 	r.secs = now_s() - start;
 	if (log)
@@ -614,7 +617,7 @@ int main(int argc, char **argv)
 	r.mem_mib = o.mem;
 	r.net = tap[0] != '\0';
 	r.want_sha = want_sha;
-	r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	r.status = status < 0 ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	r.kept = o.keep ? work : NULL;
 	status = smoke_report(stdout, &con, &r) ? 1 : 0;
 	if (work[0] && !o.keep) {
