@@ -37,7 +37,9 @@ LIBS        := -pthread -luring
 VMM_LDFLAGS ?= -static-pie
 
 CHANNEL_SRCS := $(wildcard channel/*.c)
-CORE_SRCS    := $(filter-out vmm/main.c smoke/main.c,$(wildcard vmm/*.c arch/x86_64/*.c devices/*.c virtio/*.c smoke/*.c))
+# One level of subfolders too (devices/vsock/, virtio/vhost_user/, vmm/api/, ...).
+CORE_SRCS    := $(filter-out vmm/main.c smoke/main.c,$(wildcard vmm/*.c vmm/*/*.c arch/x86_64/*.c \
+                devices/*.c devices/*/*.c virtio/*.c virtio/*/*.c smoke/*.c))
 UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
 UNIT_NAMES   := $(UNIT_SRCS:tests/unit/%.c=%)
 FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)

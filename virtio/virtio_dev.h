@@ -146,6 +146,8 @@ struct virtio_dev_kind {
 	const char *metavar;           /* "path=PATH[,readonly=on][,serial=ID]" */
 	const char *help;
 	bool repeatable;
+	/* Guest RAM must be a shared memfd another process can map (vhost-user). */
+	bool shares_guest_memory;
 	int (*create)(struct vm *vm, const char *args, struct virtio_dev *vdev, char *err, size_t errlen);
 };
 
