@@ -109,17 +109,82 @@ static int opt_cpus(struct vm_config *cfg, const char *arg, char *err, size_t er
 	return 0;
 }
 
+static int parse_mem_size(const char *arg, uint64_t *size, char *err, size_t errlen)
+{
+	if (cli_parse_size(arg, size))
+		return fail(err, errlen, "not a size; use a number with a K, M or G suffix, e.g. 512M or 4G");
+	if (*size < VMM_MIN_MEMORY || *size > VMM_MAX_MEMORY)
+		return fail(err, errlen, "out of range; give between 16M and 1T");
+	if (!IS_ALIGNED(*size, 4096))
+		return fail(err, errlen, "not a multiple of 4K; round it, e.g. to whole megabytes");
+	return 0;
+}
+
+static int parse_on_off(const char *key, const char *val, bool *out, char *err, size_t errlen)
+{
+	if (!strcmp(val, "on"))
+		*out = true;
+	else if (!strcmp(val, "off"))
+		*out = false;
+	else
+		return fail(err, errlen, "%s=%s: use on or off", key, val);
+	return 0;
+}
+
+/* --memory SIZE, or --memory size=SIZE[,shared=on|off][,hugepages=on|off]. */
 static int opt_memory(struct vm_config *cfg, const char *arg, char *err, size_t errlen)
 {
-	uint64_t size;
+	bool have_size = false, seen_shared = false, seen_huge = false, shared = false, huge = false;
+	char buf[256], *save = NULL;
+	uint64_t size = 0;
 
-	if (cli_parse_size(arg, &size))
-		return fail(err, errlen, "not a size; use a number with a K, M or G suffix, e.g. 512M or 4G");
-	if (size < VMM_MIN_MEMORY || size > VMM_MAX_MEMORY)
-		return fail(err, errlen, "out of range; give between 16M and 1T");
-	if (!IS_ALIGNED(size, 4096))
-		return fail(err, errlen, "not a multiple of 4K; round it, e.g. to whole megabytes");
+	if (!strchr(arg, '=')) {
+		if (parse_mem_size(arg, &cfg->mem_size, err, errlen))
+			return -1;
+		cfg->mem_shared = MEM_SHARE_AUTO;
+		cfg->mem_hugepages = false;
+		return 0;
+	}
+	if (strlen(arg) >= sizeof(buf))
+		return fail(err, errlen, "too long; give size=SIZE[,shared=on][,hugepages=on]");
+	strcpy(buf, arg);
+	for (char *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		char *val = strchr(kv, '=');
+
+		if (!val || val == kv)
+			return fail(err, errlen, "'%s' is not key=value; keys: size, shared, hugepages", kv);
+		*val++ = '\0';
+		if (!strcmp(kv, "size")) {
+			if (have_size)
+				return fail(err, errlen, "size given twice");
+			if (parse_mem_size(val, &size, err, errlen))
+				return -1;
+			have_size = true;
+		} else if (!strcmp(kv, "shared")) {
+			if (seen_shared)
+				return fail(err, errlen, "shared given twice");
+			if (parse_on_off(kv, val, &shared, err, errlen))
+				return -1;
+			seen_shared = true;
+		} else if (!strcmp(kv, "hugepages")) {
+			if (seen_huge)
+				return fail(err, errlen, "hugepages given twice");
+			if (parse_on_off(kv, val, &huge, err, errlen))
+				return -1;
+			seen_huge = true;
+		} else {
+			return fail(err, errlen, "unknown key '%s'; keys: size, shared, hugepages", kv);
+		}
+	}
+	if (!have_size)
+		size = VMM_DEFAULT_MEMORY;
+	if (huge && !IS_ALIGNED(size, 2 * MiB))
+		return fail(err, errlen, "hugepages=on needs a multiple of 2M; round the size up");
+	if (huge && seen_shared && !shared)
+		return fail(err, errlen, "hugepages=on is hugetlbfs memory, which is shared; drop shared=off");
 	cfg->mem_size = size;
+	cfg->mem_shared = seen_shared ? (shared ? MEM_SHARE_ON : MEM_SHARE_OFF) : MEM_SHARE_AUTO;
+	cfg->mem_hugepages = huge;
 	return 0;
 }
 
@@ -163,7 +228,9 @@ static const struct cli_option options[] = {
 	{ "initramfs", "PATH", "initramfs (cpio, optionally compressed)", opt_initramfs },
 	{ "cmdline", "STR", "kernel command line [" VMM_DEFAULT_CMDLINE "]", opt_cmdline },
 	{ "cpus", "N", "number of vCPUs [1]", opt_cpus },
-	{ "memory", "SIZE", "guest RAM, e.g. 512M, 4G [512M]", opt_memory },
+	{ "memory", "SIZE|size=SIZE[,shared=on][,hugepages=on]",
+	  "guest RAM, e.g. 512M, or size=4G,hugepages=on [512M, private memory]",
+	  opt_memory },
 	{ "serial", "MODE", "console: stdio, off or file=PATH [stdio]", opt_serial },
 	{ "timeout", "SECS", "stop the guest after SECS seconds, exit 124 [0: none]", opt_timeout },
 	{ "verbose", NULL, "log what the VMM does", opt_verbose },
@@ -175,11 +242,15 @@ void cli_usage(FILE *f)
 {
 	fprintf(f, "usage: vmm --kernel PATH [options]\n\noptions:\n");
 	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
-		char left[40];
+		char left[96];
 
 		snprintf(left, sizeof(left), "--%s%s%s", options[i].name, options[i].metavar ? " " : "",
 			 options[i].metavar ? options[i].metavar : "");
-		fprintf(f, "  %-20s %s\n", left, options[i].help);
+		/* A long option form gets a line of its own, like the devices below. */
+		if (strlen(left) > 20)
+			fprintf(f, "  %s\n  %-20s %s\n", left, "", options[i].help);
+		else
+			fprintf(f, "  %-20s %s\n", left, options[i].help);
 	}
 	fprintf(f, "\ndevices:\n");
 	for (size_t i = 0; virtio_dev_kinds[i]; i++) {

@@ -1,32 +1,50 @@
 #include "vmm/gmem.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <linux/memfd.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#define HUGE_PAGE_SIZE (2ULL << 20)
+#ifndef MFD_HUGE_2MB
+#define MFD_HUGE_2MB (21 << 26)
+#endif
+
+#define PAGE_SIZE 4096ULL
+
+const char *gmem_backing_name(enum gmem_backing backing)
+{
+	switch (backing) {
+	case GMEM_PRIVATE: return "private";
+	case GMEM_SHARED: return "shared";
+	case GMEM_HUGETLB: return "hugetlbfs";
+	case GMEM_FILE: return "file";
+	}
+	return "?";
+}
 
 /*
- * Maps [fd_offset, fd_offset + size) of the memfd at a 2 MiB-aligned address
- * and asks for transparent huge pages: with gpa and offset 2 MiB-aligned too,
- * KVM can then map guest RAM with 2 MiB pages (far fewer nested page faults,
- * and TLB reach). Whether the kernel gives them for a memfd depends on
- * /sys/kernel/mm/transparent_hugepage/shmem_enabled ("advise" or "always").
+ * Maps size bytes at a 2 MiB-aligned address: anonymous memory when fd < 0,
+ * else [fd_offset, fd_offset + size) of fd. With gpa and offset 2 MiB-aligned
+ * too, KVM can map guest RAM with 2 MiB pages (far fewer nested page faults,
+ * and TLB reach).
  */
-static void *map_ram(int fd, uint64_t size, uint64_t fd_offset)
+static void *map_ram(int fd, uint64_t size, uint64_t fd_offset, int flags)
 {
-	uint64_t span = size + HUGE_PAGE_SIZE;
+	uint64_t span = size + GMEM_HUGE_PAGE_SIZE;
 	uint8_t *area, *hva;
 	uintptr_t aligned;
 
 	area = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (area == MAP_FAILED)
 		return MAP_FAILED;
-	aligned = ALIGN_UP((uintptr_t)area, HUGE_PAGE_SIZE);
-	hva = mmap((void *)aligned, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE | MAP_FIXED,
-		   fd, (off_t)fd_offset);
+	aligned = ALIGN_UP((uintptr_t)area, GMEM_HUGE_PAGE_SIZE);
+	hva = mmap((void *)aligned, size, PROT_READ | PROT_WRITE, flags | MAP_FIXED, fd,
+		   fd < 0 ? 0 : (off_t)fd_offset);
 	if (hva == MAP_FAILED) {
 		int e = errno;
 
@@ -42,18 +60,36 @@ static void *map_ram(int fd, uint64_t size, uint64_t fd_offset)
 	return hva;
 }
 
-static int gmem_add_region(struct gmem *gm, uint64_t gpa, uint64_t size, uint64_t fd_offset)
+static int map_flags(enum gmem_backing backing)
+{
+	switch (backing) {
+	case GMEM_PRIVATE:
+		return MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+	case GMEM_SHARED:
+		return MAP_SHARED | MAP_NORESERVE;
+	case GMEM_HUGETLB:
+		/* No MAP_NORESERVE: the huge pages are reserved now, so a short pool
+		 * fails here with ENOMEM instead of a SIGBUS in the middle of a boot. */
+		return MAP_SHARED;
+	case GMEM_FILE:
+		return MAP_PRIVATE | MAP_NORESERVE;
+	}
+	return 0;
+}
+
+static int gmem_add_region(struct gmem *gm, int fd, uint64_t gpa, uint64_t size, uint64_t fd_offset)
 {
 	struct gmem_region *r = &gm->regions[gm->nr_regions];
 	void *hva;
 
-	hva = map_ram(gm->fd, size, fd_offset);
+	hva = map_ram(fd, size, fd_offset, map_flags(gm->backing));
 	if (hva == MAP_FAILED)
 		return -errno;
 	/* Guest RAM in a core dump is noise, and may hold the guest's secrets. */
 	madvise(hva, size, MADV_DONTDUMP);
-	/* Best effort: EINVAL where the kernel has no THP. */
-	madvise(hva, size, MADV_HUGEPAGE);
+	/* Best effort (EINVAL where the kernel has no THP); hugetlbfs needs none. */
+	if (gm->backing != GMEM_HUGETLB)
+		madvise(hva, size, MADV_HUGEPAGE);
 	r->gpa = gpa;
 	r->size = size;
 	r->hva = hva;
@@ -62,44 +98,97 @@ static int gmem_add_region(struct gmem *gm, uint64_t gpa, uint64_t size, uint64_
 	return 0;
 }
 
-int gmem_create(struct gmem *gm, uint64_t ram_size, uint64_t hole_start, uint64_t hole_end)
+static bool layout_ok(uint64_t ram_size, uint64_t hole_start, uint64_t hole_end)
 {
-	uint64_t low;
+	return ram_size != 0 && IS_ALIGNED(ram_size, PAGE_SIZE) && hole_end >= hole_start &&
+	       IS_ALIGNED(hole_start, PAGE_SIZE) && IS_ALIGNED(hole_end, PAGE_SIZE);
+}
+
+/* Lay RAM out around the hole, mapping fd (or anonymous memory when fd < 0). */
+static int map_regions(struct gmem *gm, int fd, uint64_t hole_start, uint64_t hole_end)
+{
+	uint64_t low = hole_start < hole_end ? MIN(gm->ram_size, hole_start) : gm->ram_size;
 	int ret;
 
+	ret = gmem_add_region(gm, fd, 0, low, 0);
+	if (ret)
+		return ret;
+	if (gm->ram_size > low) {
+		ret = gmem_add_region(gm, fd, hole_end, gm->ram_size - low, low);
+		if (ret) {
+			munmap(gm->regions[0].hva, gm->regions[0].size);
+			gm->nr_regions = 0;
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static void gmem_init(struct gmem *gm, uint64_t ram_size, enum gmem_backing backing)
+{
 	memset(gm, 0, sizeof(*gm));
 	gm->fd = -1;
-	if (ram_size == 0 || !IS_ALIGNED(ram_size, 4096) || hole_end < hole_start ||
-	    !IS_ALIGNED(hole_start, 4096) || !IS_ALIGNED(hole_end, 4096))
-		return -EINVAL;
+	gm->backing = backing;
+	gm->ram_size = ram_size;
+}
 
-	gm->fd = memfd_create("vmm-guest-ram", MFD_CLOEXEC);
+int gmem_create_backed(struct gmem *gm, uint64_t ram_size, uint64_t hole_start, uint64_t hole_end,
+		       enum gmem_backing backing)
+{
+	unsigned int mfd_flags = MFD_CLOEXEC;
+	int ret;
+
+	gmem_init(gm, ram_size, backing);
+	if (!layout_ok(ram_size, hole_start, hole_end) || backing == GMEM_FILE)
+		return -EINVAL;
+	if (backing == GMEM_PRIVATE)
+		return map_regions(gm, -1, hole_start, hole_end);
+
+	if (backing == GMEM_HUGETLB) {
+		/* Every region's size and offset must be whole huge pages. */
+		if (!IS_ALIGNED(ram_size, GMEM_HUGE_PAGE_SIZE) ||
+		    !IS_ALIGNED(hole_start, GMEM_HUGE_PAGE_SIZE) ||
+		    !IS_ALIGNED(hole_end, GMEM_HUGE_PAGE_SIZE))
+			return -EINVAL;
+		mfd_flags |= MFD_HUGETLB | MFD_HUGE_2MB;
+	}
+	gm->fd = memfd_create("vmm-guest-ram", mfd_flags);
 	if (gm->fd < 0)
 		return -errno;
 	if (ftruncate(gm->fd, (off_t)ram_size) < 0) {
 		ret = -errno;
 		goto err_close;
 	}
-	gm->ram_size = ram_size;
-
-	low = hole_start < hole_end ? MIN(ram_size, hole_start) : ram_size;
-	ret = gmem_add_region(gm, 0, low, 0);
+	ret = map_regions(gm, gm->fd, hole_start, hole_end);
 	if (ret)
 		goto err_close;
-	if (ram_size > low) {
-		ret = gmem_add_region(gm, hole_end, ram_size - low, low);
-		if (ret)
-			goto err_unmap;
-	}
 	return 0;
 
-err_unmap:
-	munmap(gm->regions[0].hva, gm->regions[0].size);
-	gm->nr_regions = 0;
 err_close:
 	close(gm->fd);
 	gm->fd = -1;
 	return ret;
+}
+
+int gmem_create(struct gmem *gm, uint64_t ram_size, uint64_t hole_start, uint64_t hole_end)
+{
+	return gmem_create_backed(gm, ram_size, hole_start, hole_end, GMEM_PRIVATE);
+}
+
+int gmem_create_from_file(struct gmem *gm, int fd, uint64_t ram_size, uint64_t hole_start,
+			  uint64_t hole_end)
+{
+	struct stat st;
+
+	gmem_init(gm, ram_size, GMEM_FILE);
+	if (!layout_ok(ram_size, hole_start, hole_end))
+		return -EINVAL;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != ram_size)
+		return -EINVAL;
+	/* The mapping holds the file; gm->fd stays -1 (nothing to share). */
+	return map_regions(gm, fd, hole_start, hole_end);
 }
 
 void gmem_destroy(struct gmem *gm)
@@ -110,6 +199,136 @@ void gmem_destroy(struct gmem *gm)
 	if (gm->fd >= 0)
 		close(gm->fd);
 	gm->fd = -1;
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+
+	for (size_t i = 0; i < PAGE_SIZE / sizeof(*w); i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+static int write_full(int fd, const uint8_t *buf, uint64_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = pwrite(fd, buf, MIN(len, 64 * MiB), (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		buf += n;
+		len -= (uint64_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int gmem_save_file(const struct gmem *gm, int fd)
+{
+	int ret;
+
+	/* Start from an empty file: pages never written stay holes. */
+	if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)gm->ram_size) < 0)
+		return -errno;
+	for (unsigned i = 0; i < gm->nr_regions; i++) {
+		const struct gmem_region *r = &gm->regions[i];
+		uint64_t run = 0; /* bytes of non-zero pages before off */
+
+		for (uint64_t off = 0; off <= r->size; off += PAGE_SIZE) {
+			if (off < r->size && !page_is_zero(r->hva + off)) {
+				run += PAGE_SIZE;
+				continue;
+			}
+			if (run) {
+				ret = write_full(fd, r->hva + off - run, run, r->fd_offset + off - run);
+				if (ret)
+					return ret;
+				run = 0;
+			}
+		}
+	}
+	return 0;
+}
+
+long gmem_hugetlb_shortfall(uint64_t ram_size)
+{
+	unsigned long free_pages = 0, page_kb = 0;
+	bool have_free = false;
+	char line[256];
+	FILE *f;
+	long need;
+
+	f = fopen("/proc/meminfo", "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "HugePages_Free: %lu", &free_pages) == 1)
+			have_free = true;
+		else
+			sscanf(line, "Hugepagesize: %lu kB", &page_kb);
+	}
+	fclose(f);
+	if (!have_free)
+		return -ENOENT;
+	need = (long)(ALIGN_UP(ram_size, GMEM_HUGE_PAGE_SIZE) / GMEM_HUGE_PAGE_SIZE);
+	/* The pool counted is the default size's; MFD_HUGE_2MB takes 2 MiB pages. */
+	if (page_kb && page_kb != GMEM_HUGE_PAGE_SIZE / KiB)
+		return need;
+	return need > (long)free_pages ? need - (long)free_pages : 0;
+}
+
+static bool in_guest_ram(const struct gmem *gm, uintptr_t start)
+{
+	for (unsigned i = 0; i < gm->nr_regions; i++) {
+		uintptr_t base = (uintptr_t)gm->regions[i].hva;
+
+		if (start >= base && start - base < gm->regions[i].size)
+			return true;
+	}
+	return false;
+}
+
+int64_t gmem_huge_bytes(const struct gmem *gm)
+{
+	static const char *const fields[] = {
+		"AnonHugePages:", "ShmemPmdMapped:", "FilePmdMapped:", "Shared_Hugetlb:",
+		"Private_Hugetlb:",
+	};
+	int64_t total = 0;
+	bool ours = false;
+	char line[512];
+	FILE *f;
+
+	f = fopen("/proc/self/smaps", "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		uintptr_t start, end;
+		unsigned long kb;
+
+		/* A mapping's header: "start-end perms offset dev inode [path]". */
+		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " ", &start, &end) == 2) {
+			ours = in_guest_ram(gm, start);
+			continue;
+		}
+		if (!ours)
+			continue;
+		for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
+			size_t n = strlen(fields[i]);
+
+			if (!strncmp(line, fields[i], n) && sscanf(line + n, "%lu", &kb) == 1)
+				total += (int64_t)kb * 1024;
+		}
+	}
+	fclose(f);
+	return total;
 }
 
 int gmem_read(const struct gmem *gm, uint64_t gpa, void *buf, uint64_t len)

@@ -127,27 +127,113 @@ static int set_memory(struct vm *vm)
 	return 0;
 }
 
-/* With --verbose: whether guest RAM can get 2 MiB pages (see map_ram() in gmem.c). */
-static void note_huge_pages(void)
+/* The first word in [brackets] of a sysfs policy file ("always [madvise] never"). */
+static void read_thp_policy(const char *path, char *out, size_t len)
 {
-	const char *path = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
 	char buf[128] = "";
-	FILE *f;
+	const char *open_br, *close_br;
+	FILE *f = fopen(path, "re");
+
+	snprintf(out, len, "unknown");
+	if (!f)
+		return;
+	if (fgets(buf, sizeof(buf), f)) {
+		open_br = strchr(buf, '[');
+		close_br = open_br ? strchr(open_br, ']') : NULL;
+		if (close_br)
+			snprintf(out, len, "%.*s", (int)(close_br - open_br - 1), open_br + 1);
+	}
+	fclose(f);
+}
+
+#define THP_SYSFS "/sys/kernel/mm/transparent_hugepage/"
+
+/* With --verbose: which backing guest RAM got, why, and whether huge pages can back it. */
+static void note_backing(const struct vm *vm, const char *why)
+{
+	char policy[32];
+	const char *pages;
 
 	if (!vmm_verbosity)
-		return; /* only --verbose reports it: no sysfs read on every start */
-	f = fopen(path, "re");
-	if (f) {
-		if (!fgets(buf, sizeof(buf), f))
-			buf[0] = '\0';
-		fclose(f);
+		return; /* no sysfs reads on every start */
+	switch (vm->mem.backing) {
+	case GMEM_PRIVATE:
+		read_thp_policy(THP_SYSFS "enabled", policy, sizeof(policy));
+		pages = strcmp(policy, "always") && strcmp(policy, "madvise") ?
+			"4 KiB pages: THP is off on this host" :
+			"transparent huge pages asked for (MADV_HUGEPAGE)";
+		pr_info("guest RAM: %llu MiB private anonymous (%s); %s; " THP_SYSFS "enabled: %s",
+			(unsigned long long)(vm->mem.ram_size / MiB), why, pages, policy);
+		break;
+	case GMEM_SHARED:
+		read_thp_policy(THP_SYSFS "shmem_enabled", policy, sizeof(policy));
+		pages = strcmp(policy, "always") && strcmp(policy, "advise") && strcmp(policy, "force") ?
+			"4 KiB pages: 'advise' in shmem_enabled, or --memory hugepages=on, gives 2 MiB pages" :
+			"transparent huge pages asked for (MADV_HUGEPAGE)";
+		pr_info("guest RAM: %llu MiB shared memfd (%s); %s; " THP_SYSFS "shmem_enabled: %s",
+			(unsigned long long)(vm->mem.ram_size / MiB), why, pages, policy);
+		break;
+	default:
+		pr_info("guest RAM: %llu MiB %s (%s): 2 MiB pages reserved from the host's pool",
+			(unsigned long long)(vm->mem.ram_size / MiB), gmem_backing_name(vm->mem.backing), why);
+		break;
 	}
-	buf[strcspn(buf, "\n")] = '\0';
-	if (!buf[0] || strstr(buf, "[never]") || strstr(buf, "[deny]"))
-		pr_info("guest RAM: 4 KiB pages (%s: %s); 'advise' there lets KVM map it with 2 MiB pages",
-			path, buf[0] ? buf : "unreadable");
-	else
-		pr_info("guest RAM: transparent huge pages asked for (%s: %s)", path, buf);
+}
+
+/* The first device on the command line that must share guest RAM with another process. */
+static const struct vm_device_arg *sharing_device(const struct vm_config *cfg)
+{
+	for (unsigned i = 0; i < cfg->ndevices; i++)
+		if (cfg->devices[i].kind->shares_guest_memory)
+			return &cfg->devices[i];
+	return NULL;
+}
+
+/*
+ * Guest RAM with the backing --memory and the devices ask for: hugetlbfs
+ * when asked, a shared memfd when asked or when a device needs one (vhost-user),
+ * private anonymous memory otherwise. Errors are printed; -EINVAL means the
+ * command line is at fault.
+ */
+static int create_memory(struct vm *vm, const struct vm_config *cfg)
+{
+	const struct vm_device_arg *dev = sharing_device(cfg);
+	enum gmem_backing backing = GMEM_PRIVATE;
+	const char *why = "the default";
+	char reason[64];
+	long short_by;
+	int ret;
+
+	if (dev && cfg->mem_shared == MEM_SHARE_OFF) {
+		pr_err("--memory shared=off: --%s shares guest memory with another process; drop shared=off",
+		       dev->kind->option);
+		return -EINVAL;
+	}
+	if (cfg->mem_hugepages) {
+		backing = GMEM_HUGETLB;
+		why = "hugepages=on";
+	} else if (cfg->mem_shared == MEM_SHARE_ON) {
+		backing = GMEM_SHARED;
+		why = "shared=on";
+	} else if (dev) {
+		backing = GMEM_SHARED;
+		snprintf(reason, sizeof(reason), "--%s maps it", dev->kind->option);
+		why = reason;
+	}
+	ret = gmem_create_backed(&vm->mem, cfg->mem_size, X86_MEM_HOLE_START, X86_MEM_HOLE_END, backing);
+	if (ret == -ENOMEM && backing == GMEM_HUGETLB && (short_by = gmem_hugetlb_shortfall(cfg->mem_size)) > 0) {
+		pr_err("--memory hugepages=on: the host has %ld too few free 2 MiB huge pages for %llu MiB "
+		       "(HugePages_Free in /proc/meminfo); reserve them: sysctl vm.nr_hugepages=N",
+		       short_by, (unsigned long long)(cfg->mem_size / MiB));
+		return -ENOMEM;
+	}
+	if (ret) {
+		pr_err("--memory: cannot allocate %llu MiB of %s guest memory: %s",
+		       (unsigned long long)(cfg->mem_size / MiB), gmem_backing_name(backing), strerror(-ret));
+		return ret;
+	}
+	note_backing(vm, why);
+	return 0;
 }
 
 /*
@@ -269,17 +355,13 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_images
 	pthread_cond_init(&vm->cond, NULL);
 
 	/*
-	 * Guest memory is a memfd, not yet a VM's: the loader fills it (15 MiB
-	 * of kernel and initramfs), the longest step of a start, while KVM makes
-	 * the VM, its vCPUs and devices.
+	 * Guest memory is not yet a VM's: the loader fills it (15 MiB of kernel
+	 * and initramfs), the longest step of a start, while KVM makes the VM,
+	 * its vCPUs and devices.
 	 */
-	ret = gmem_create(&vm->mem, cfg->mem_size, X86_MEM_HOLE_START, X86_MEM_HOLE_END);
-	note_huge_pages();
-	if (ret) {
-		pr_err("--memory: cannot allocate %llu MiB of guest memory: %s",
-		       (unsigned long long)(cfg->mem_size / MiB), strerror(-ret));
+	ret = create_memory(vm, cfg);
+	if (ret)
 		goto err;
-	}
 	loader_start(vm, img);
 
 	vm->kvm_fd = open_kvm();
@@ -434,6 +516,13 @@ void vm_destroy(struct vm *vm)
 		bus_destroy(&vm->pio);
 	if (vm->mmio.ranges || vm->mmio.name)
 		bus_destroy(&vm->mmio);
+	if (vmm_verbosity && vm->mem.nr_regions) {
+		int64_t huge = gmem_huge_bytes(&vm->mem);
+
+		if (huge >= 0)
+			pr_info("guest RAM: %lld of %llu MiB were in huge pages at exit",
+				(long long)(huge / (int64_t)MiB), (unsigned long long)(vm->mem.ram_size / MiB));
+	}
 	gmem_destroy(&vm->mem);
 	free(vm->supported_cpuid);
 	vm->supported_cpuid = NULL;

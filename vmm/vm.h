@@ -28,6 +28,7 @@ enum {
 };
 
 enum serial_mode { SERIAL_STDIO, SERIAL_OFF, SERIAL_FILE };
+enum mem_share { MEM_SHARE_AUTO, MEM_SHARE_OFF, MEM_SHARE_ON };
 
 #define VMM_MAX_DEVICES 32
 
@@ -45,6 +46,8 @@ struct vm_config {
 	const char *cmdline;
 	unsigned ncpus;
 	uint64_t mem_size;
+	enum mem_share mem_shared; /* --memory shared=on|off; AUTO: shared when a device needs it */
+	bool mem_hugepages;        /* --memory hugepages=on: hugetlbfs (memfd with MFD_HUGETLB) */
 	enum serial_mode serial;
 	const char *serial_path;
 	unsigned timeout_s;      /* 0: none */

@@ -80,7 +80,7 @@ static void test_gmem_translate_bounds(void **state)
 
 	(void)state;
 	/* 1 MiB of RAM with a hole at [512K, 768K): the top half moves to 768K. */
-	assert_int_equal(gmem_create(&gm, 1 * MiB, 512 * KiB, 768 * KiB), 0);
+	assert_int_equal(gmem_create_backed(&gm, 1 * MiB, 512 * KiB, 768 * KiB, GMEM_SHARED), 0);
 	assert_int_equal(gm.nr_regions, 2);
 	assert_int_equal(gmem_end(&gm), 768 * KiB + 512 * KiB);
 	assert_non_null(gmem_translate(&gm, 0, 512 * KiB));

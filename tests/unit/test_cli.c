@@ -145,6 +145,85 @@ static void test_device_options(void **state)
 	assert_non_null(strstr(err, "--rng given twice"));
 }
 
+static void test_memory_backing_grammar(void **state)
+{
+	struct vm_config cfg;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&cfg, err, "--kernel", "k", "--memory", "2G"), CLI_RUN);
+	assert_int_equal(cfg.mem_size, 2 * GiB);
+	assert_int_equal(cfg.mem_shared, MEM_SHARE_AUTO);
+	assert_false(cfg.mem_hugepages);
+
+	assert_int_equal(parse(&cfg, err, "--kernel", "k", "--memory", "size=2G,shared=on"), CLI_RUN);
+	assert_int_equal(cfg.mem_size, 2 * GiB);
+	assert_int_equal(cfg.mem_shared, MEM_SHARE_ON);
+	assert_false(cfg.mem_hugepages);
+
+	assert_int_equal(parse(&cfg, err, "--kernel", "k", "--memory=shared=off,size=64M", NULL), CLI_RUN);
+	assert_int_equal(cfg.mem_size, 64 * MiB);
+	assert_int_equal(cfg.mem_shared, MEM_SHARE_OFF);
+
+	assert_int_equal(parse(&cfg, err, "--kernel", "k", "--memory", "size=1G,hugepages=on"), CLI_RUN);
+	assert_int_equal(cfg.mem_size, 1 * GiB);
+	assert_true(cfg.mem_hugepages);
+	assert_int_equal(cfg.mem_shared, MEM_SHARE_AUTO);
+
+	/* size= may be left out: the default size with another backing. */
+	assert_int_equal(parse(&cfg, err, "--kernel", "k", "--memory", "shared=on"), CLI_RUN);
+	assert_int_equal(cfg.mem_size, VMM_DEFAULT_MEMORY);
+	assert_int_equal(cfg.mem_shared, MEM_SHARE_ON);
+
+	/* The last --memory wins whole: a plain size resets the backing. */
+	{
+		char *argv[] = { "vmm", "--kernel", "k", "--memory", "size=1G,hugepages=on", "--memory", "256M", NULL };
+
+		assert_int_equal(cli_parse(7, argv, &cfg, err, sizeof(err)), CLI_RUN);
+		assert_int_equal(cfg.mem_size, 256 * MiB);
+		assert_false(cfg.mem_hugepages);
+	}
+}
+
+static void test_memory_backing_errors(void **state)
+{
+	static const struct {
+		const char *arg, *says;
+	} bad[] = {
+		{ "size=", "not a size" },
+		{ "size=2X", "not a size" },
+		{ "size=8M", "out of range" },
+		{ "size=16385K", "multiple of 4K" },
+		{ "size=1G,size=2G", "size given twice" },
+		{ "shared=yes", "shared=yes: use on or off" },
+		{ "hugepages=1", "hugepages=1: use on or off" },
+		{ "shared=on,shared=off", "shared given twice" },
+		{ "hugepages=on,hugepages=on", "hugepages given twice" },
+		{ "size=1G,prealloc=on", "unknown key 'prealloc'" },
+		{ "size=1G,,shared=on", NULL }, /* empty item: tolerated by strtok, checked below */
+		{ "size=1G,shared", "'shared' is not key=value" },
+		{ "=1G", "'=1G' is not key=value" },
+		{ "size=1025M,hugepages=on", "multiple of 2M" },
+		{ "size=1G,hugepages=on,shared=off", "drop shared=off" },
+	};
+	struct vm_config cfg;
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		enum cli_result r = parse(&cfg, err, "--kernel", "k", "--memory", bad[i].arg);
+
+		if (!bad[i].says) {
+			assert_int_equal(r, CLI_RUN);
+			continue;
+		}
+		if (r != CLI_ERROR || !strstr(err, bad[i].says) || !strstr(err, "--memory") ||
+		    strchr(err, '\n'))
+			fail_msg("--memory %s: got %d '%s', wanted one line with '%s'", bad[i].arg, r,
+				 r == CLI_ERROR ? err : "", bad[i].says);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -154,6 +233,8 @@ int main(void)
 		cmocka_unit_test(test_all_options),
 		cmocka_unit_test(test_errors_name_the_option),
 		cmocka_unit_test(test_device_options),
+		cmocka_unit_test(test_memory_backing_grammar),
+		cmocka_unit_test(test_memory_backing_errors),
 	};
 	return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }

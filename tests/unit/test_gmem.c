@@ -1,10 +1,19 @@
-/* Guest memory: layout around the hole, 2 MiB-aligned mappings, sharing through the memfd, bounds. */
+/*
+ * Guest memory: layout around the hole, 2 MiB-aligned mappings, the three
+ * backings (private, shared memfd, hugetlbfs), the sparse memory file and its
+ * copy-on-write mapping, bounds.
+ */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -67,8 +76,10 @@ static void test_guest_writes_are_visible_through_the_memfd(void **state)
 	char got[16];
 
 	(void)state;
-	/* What a vhost-user backend or a snapshot sees: the memfd at the region's offset. */
-	assert_int_equal(gmem_create(&gm, 48 * MiB, 32 * MiB, 40 * MiB), 0);
+	/* What a vhost-user backend sees: the memfd at the region's offset. */
+	assert_int_equal(gmem_create_backed(&gm, 48 * MiB, 32 * MiB, 40 * MiB, GMEM_SHARED), 0);
+	assert_int_equal(gm.backing, GMEM_SHARED);
+	assert_true(gm.fd >= 0);
 	assert_int_equal(gmem_write(&gm, 40 * MiB + 4096, "above the hole", 15), 0);
 	assert_int_equal(pread(gm.fd, got, 15, (off_t)(32 * MiB + 4096)), 15);
 	assert_memory_equal(got, "above the hole", 15);
@@ -105,6 +116,179 @@ static void test_bad_arguments_are_refused(void **state)
 	assert_int_equal(gm.fd, -1);
 }
 
+static void test_default_backing_is_private_anonymous(void **state)
+{
+	struct gmem gm;
+	char got[8];
+
+	(void)state;
+	assert_int_equal(gmem_create(&gm, 48 * MiB, 32 * MiB, 40 * MiB), 0);
+	assert_int_equal(gm.backing, GMEM_PRIVATE);
+	assert_int_equal(gm.fd, -1); /* nothing another process could map */
+	assert_int_equal(gm.nr_regions, 2);
+	assert_int_equal(gm.regions[1].fd_offset, 32 * MiB); /* its place in a memory file */
+	assert_int_equal(gmem_write(&gm, 40 * MiB, "private", 8), 0);
+	assert_int_equal(gmem_read(&gm, 40 * MiB, got, 8), 0);
+	assert_string_equal(got, "private");
+	gmem_destroy(&gm);
+}
+
+/* Where the host's THP policy grants them, touched private RAM gets 2 MiB pages. */
+static void test_private_ram_gets_huge_pages(void **state)
+{
+	char policy[128] = "";
+	struct gmem gm;
+	int64_t huge;
+	FILE *f;
+
+	(void)state;
+	f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+	if (f) {
+		if (!fgets(policy, sizeof(policy), f))
+			policy[0] = '\0';
+		fclose(f);
+	}
+	assert_int_equal(gmem_create(&gm, 16 * MiB, 0, 0), 0);
+	memset(gm.regions[0].hva, 0x5a, 8 * MiB);
+	huge = gmem_huge_bytes(&gm);
+	assert_true(huge >= 0);
+	if (strstr(policy, "[always]") || strstr(policy, "[madvise]"))
+		assert_true(huge >= (int64_t)(2 * MiB));
+	else
+		printf("# THP is off here (%s): huge pages not checked\n", policy);
+	assert_true(huge <= (int64_t)(16 * MiB));
+	gmem_destroy(&gm);
+}
+
+static void test_hugetlb_backing_or_a_named_shortfall(void **state)
+{
+	struct gmem gm;
+	long short_by;
+	int ret;
+
+	(void)state;
+	/* Sizes and holes must be whole 2 MiB pages. */
+	assert_int_equal(gmem_create_backed(&gm, 3 * MiB, 0, 0, GMEM_HUGETLB), -EINVAL);
+	assert_int_equal(gmem_create_backed(&gm, 8 * MiB, 1 * MiB, 5 * MiB, GMEM_HUGETLB), -EINVAL);
+	assert_int_equal(gm.fd, -1);
+
+	short_by = gmem_hugetlb_shortfall(8 * MiB);
+	ret = gmem_create_backed(&gm, 8 * MiB, 0, 0, GMEM_HUGETLB);
+	if (short_by > 0) {
+		/* Reserved at mmap: a short pool fails now, not with a SIGBUS later. */
+		assert_int_equal(ret, -ENOMEM);
+		assert_int_equal(gm.fd, -1);
+		printf("# host has %ld too few huge pages: hugetlbfs mapping not checked\n", short_by);
+		return;
+	}
+	assert_int_equal(short_by, 0);
+	assert_int_equal(ret, 0);
+	assert_int_equal(gm.backing, GMEM_HUGETLB);
+	assert_true(gm.fd >= 0);
+	assert_int_equal((uintptr_t)gm.regions[0].hva % (2 * MiB), 0);
+	memset(gm.regions[0].hva, 1, 8 * MiB);
+	assert_int_equal(gmem_huge_bytes(&gm), (int64_t)(8 * MiB));
+	gmem_destroy(&gm);
+}
+
+static void test_hugetlb_shortfall_counts_pages(void **state)
+{
+	(void)state;
+	/* Nobody has 2^40 free huge pages: the shortfall is the whole request, less what is free. */
+	long s = gmem_hugetlb_shortfall(1ULL << 61);
+
+	assert_true(s > 0);
+	assert_true(s <= (long)((1ULL << 61) / (2 * MiB)));
+	assert_true(s >= (long)((1ULL << 61) / (2 * MiB)) - 1000000);
+}
+
+static int memory_file(void)
+{
+	char path[] = "/tmp/test_gmem.XXXXXX";
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	unlink(path);
+	return fd;
+}
+
+static void test_memory_file_round_trip_is_sparse_and_copy_on_write(void **state)
+{
+	struct gmem gm, back;
+	char got[32];
+	struct stat st;
+	int fd;
+
+	(void)state;
+	assert_int_equal(gmem_create(&gm, 48 * MiB, 32 * MiB, 40 * MiB), 0);
+	assert_int_equal(gmem_write(&gm, 0, "first page", 11), 0);
+	assert_int_equal(gmem_write(&gm, 32 * MiB - 5, "edge", 5), 0);
+	assert_int_equal(gmem_write(&gm, 40 * MiB + 12345, "above the hole", 15), 0);
+	assert_int_equal(gmem_write(&gm, 56 * MiB - 4, "end", 4), 0);
+
+	fd = memory_file();
+	assert_int_equal(gmem_save_file(&gm, fd), 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_size, 48 * MiB);
+	/* Four written pages; the rest are holes (a file system may round up a little). */
+	assert_true((uint64_t)st.st_blocks * 512 <= 1 * MiB);
+	assert_int_equal(pread(fd, got, 15, 32 * MiB + 12345), 15);
+	assert_memory_equal(got, "above the hole", 15);
+
+	assert_int_equal(gmem_create_from_file(&back, fd, 48 * MiB, 32 * MiB, 40 * MiB), 0);
+	assert_int_equal(back.backing, GMEM_FILE);
+	assert_int_equal(gmem_read(&back, 0, got, 11), 0);
+	assert_memory_equal(got, "first page", 11);
+	assert_int_equal(gmem_read(&back, 32 * MiB - 5, got, 5), 0);
+	assert_memory_equal(got, "edge", 5);
+	assert_int_equal(gmem_read(&back, 40 * MiB + 12345, got, 15), 0);
+	assert_memory_equal(got, "above the hole", 15);
+	assert_int_equal(gmem_read(&back, 56 * MiB - 4, got, 4), 0);
+	assert_memory_equal(got, "end", 4);
+	assert_int_equal(gmem_read(&back, 20 * MiB, got, 8), 0);
+	assert_memory_equal(got, "\0\0\0\0\0\0\0\0", 8);
+
+	/* The restored guest's writes stay private: the file is the snapshot, unchanged. */
+	assert_int_equal(gmem_write(&back, 0, "CHANGED!!!", 11), 0);
+	assert_int_equal(pread(fd, got, 11, 0), 11);
+	assert_memory_equal(got, "first page", 11);
+	gmem_destroy(&back);
+	gmem_destroy(&gm);
+
+	/* A file of another size, or no regular file, is refused. */
+	assert_int_equal(gmem_create_from_file(&back, fd, 64 * MiB, 32 * MiB, 40 * MiB), -EINVAL);
+	assert_int_equal(ftruncate(fd, 48 * MiB - 4096), 0);
+	assert_int_equal(gmem_create_from_file(&back, fd, 48 * MiB, 32 * MiB, 40 * MiB), -EINVAL);
+	close(fd);
+	{
+		int p[2];
+
+		assert_int_equal(pipe(p), 0);
+		assert_int_equal(gmem_create_from_file(&back, p[0], 48 * MiB, 32 * MiB, 40 * MiB), -EINVAL);
+		close(p[0]);
+		close(p[1]);
+	}
+}
+
+static void test_shared_memory_saves_too(void **state)
+{
+	struct gmem gm, back;
+	char got[8];
+	int fd;
+
+	(void)state;
+	assert_int_equal(gmem_create_backed(&gm, 8 * MiB, 0, 0, GMEM_SHARED), 0);
+	assert_int_equal(gmem_write(&gm, 8 * MiB - 7, "shared", 7), 0);
+	fd = memory_file();
+	assert_int_equal(gmem_save_file(&gm, fd), 0);
+	assert_int_equal(gmem_create_from_file(&back, fd, 8 * MiB, 0, 0), 0);
+	close(fd); /* the mapping keeps the file */
+	assert_int_equal(gmem_read(&back, 8 * MiB - 7, got, 7), 0);
+	assert_string_equal(got, "shared");
+	gmem_destroy(&back);
+	gmem_destroy(&gm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -114,6 +298,12 @@ int main(void)
 		cmocka_unit_test(test_guest_writes_are_visible_through_the_memfd),
 		cmocka_unit_test(test_out_of_range_accesses_fail),
 		cmocka_unit_test(test_bad_arguments_are_refused),
+		cmocka_unit_test(test_default_backing_is_private_anonymous),
+		cmocka_unit_test(test_private_ram_gets_huge_pages),
+		cmocka_unit_test(test_hugetlb_backing_or_a_named_shortfall),
+		cmocka_unit_test(test_hugetlb_shortfall_counts_pages),
+		cmocka_unit_test(test_memory_file_round_trip_is_sparse_and_copy_on_write),
+		cmocka_unit_test(test_shared_memory_saves_too),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
