@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Boot-to-init time and VMM memory overhead: vmm against QEMU's microvm on the
-# same kernel, initramfs, vCPUs and memory, alternated, RUNS each (default 5).
+# same kernel, initramfs, vCPUs and memory, alternated, RUNS each (default 5),
+# in two rows:
+#   default: each as users run it: vmm's default guest RAM (private anonymous)
+#            against QEMU's -m (anonymous RAM);
+#   shared:  vmm --memory size=N,shared=on against QEMU with
+#            memory-backend-memfd (what vhost-user needs on both).
+# The host's transparent huge page settings are printed, never changed.
 # Prints medians and ratios. Needs /dev/kvm: bench/run.sh runs it in the
 # nested KVM host where there is none (emulated: read the ratios, not the times).
 #
 # boot-to-init: from starting the VMM to the guest's init printing its first
 # marker (VMMTEST-BEGIN), seen in the serial log.
-# overhead: the VMM's RssAnon + RssFile at that moment. Guest RAM is shared
-# memory (memfd) for both (QEMU gets memory-backend-memfd), so it is not counted.
+# RSS at init: the VMM's RssAnon + RssFile at that moment. Private guest RAM
+# (both sides in the default row) is in RssAnon, so that row counts the RAM
+# the guest touched too; shared RAM is RssShmem, not counted, so the shared
+# row is the VMMs' own overhead.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -46,42 +54,57 @@ measure() {
 
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print int((a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
 
+# run_vmm MEMORY_OPTION, run_qemu MEMORY_ARGS...
 run_vmm() {
 	measure "$W/vmm.log" "$BUILD/vmm" --kernel "$K" --initramfs "$I" --cpus "$CPUS" \
-		--memory "${MEM}M" --cmdline "$CMDLINE" --serial "file=$W/vmm.log" --timeout 600
+		--memory "$1" --cmdline "$CMDLINE" --serial "file=$W/vmm.log" --timeout 600
 }
 
 run_qemu() {
 	measure "$W/qemu.log" qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=on,isa-serial=on \
-		-accel kvm -cpu host -smp "$CPUS" -m "${MEM}M" -nodefaults -no-user-config \
-		-object "memory-backend-memfd,id=ram,size=${MEM}M" -machine memory-backend=ram \
+		-accel kvm -cpu host -smp "$CPUS" "$@" -nodefaults -no-user-config \
 		-display none -no-reboot -kernel "$K" -initrd "$I" -append "$CMDLINE" \
 		-serial "file:$W/qemu.log"
 }
 
-: >"$W/vmm.txt"
-: >"$W/qemu.txt"
+thp() { cat "/sys/kernel/mm/transparent_hugepage/$1" 2>/dev/null || echo "(none)"; }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b) printf "%.2fx", a / b; else print "-" }'; }
+
+# row NAME VMM_MEMORY QEMU_ARGS...: RUNS alternated pairs, then the row's medians.
+row() {
+	local name=$1 vmem=$2 i n side vb qb vr qr
+	shift 2
+	: >"$W/vmm.txt"
+	: >"$W/qemu.txt"
+	echo "$name: vmm --memory $vmem; qemu $*"
+	for i in $(seq 1 "$RUNS"); do
+		run_vmm "$vmem" >>"$W/vmm.txt"
+		run_qemu "$@" >>"$W/qemu.txt"
+		printf '  run %d: vmm %s ms, qemu %s ms\n' "$i" "$(tail -n1 "$W/vmm.txt" | cut -d' ' -f1)" \
+			"$(tail -n1 "$W/qemu.txt" | cut -d' ' -f1)"
+	done
+	# A run that never reached init (0 ms: in the nested host, the emulation
+	# sometimes wrecks an early boot, QEMU's as well as ours) is left out, and said.
+	for side in vmm qemu; do
+		n=$(grep -c '^0 ' "$W/$side.txt")
+		[ "$n" -eq 0 ] || echo "  note: $n $side run(s) never reached init; left out of the medians"
+		grep -v '^0 ' "$W/$side.txt" >"$W/$side.ok"
+	done
+	vb=$(cut -d' ' -f1 "$W/vmm.ok" | median)
+	qb=$(cut -d' ' -f1 "$W/qemu.ok" | median)
+	vr=$(cut -d' ' -f2 "$W/vmm.ok" | median)
+	qr=$(cut -d' ' -f2 "$W/qemu.ok" | median)
+	ROWS+=("$(printf '%-30s %10s %14s %8s' "boot-to-init, $name (ms)" "$vb" "$qb" "$(ratio "$vb" "$qb")")")
+	ROWS+=("$(printf '%-30s %10s %14s %8s' "RSS at init, $name (KiB)" "$vr" "$qr" "$(ratio "$vr" "$qr")")")
+}
+
+ROWS=()
 echo "bench/boot: $RUNS runs each, alternated ($CPUS vCPU, ${MEM} MiB, $(basename "$K"))"
-for i in $(seq 1 "$RUNS"); do
-	run_vmm >>"$W/vmm.txt"
-	run_qemu >>"$W/qemu.txt"
-	printf '  run %d: vmm %s ms, qemu %s ms\n' "$i" "$(tail -n1 "$W/vmm.txt" | cut -d' ' -f1)" \
-		"$(tail -n1 "$W/qemu.txt" | cut -d' ' -f1)"
-done
-# A run that never reached init (0 ms: in the nested host, the emulation
-# sometimes wrecks an early boot, QEMU's as well as ours) is left out, and said.
-for side in vmm qemu; do
-	n=$(grep -c '^0 ' "$W/$side.txt")
-	[ "$n" -eq 0 ] || echo "  note: $n $side run(s) never reached init; left out of the medians"
-	grep -v '^0 ' "$W/$side.txt" >"$W/$side.ok"
-done
-vb=$(cut -d' ' -f1 "$W/vmm.ok" | median)
-qb=$(cut -d' ' -f1 "$W/qemu.ok" | median)
-vr=$(cut -d' ' -f2 "$W/vmm.ok" | median)
-qr=$(cut -d' ' -f2 "$W/qemu.ok" | median)
-printf '\n%-28s %12s %16s %8s\n' "" "vmm" "qemu microvm" "ratio"
-printf '%-28s %12s %16s %8s\n' "boot-to-init (median ms)" "$vb" "$qb" \
-	"$(awk -v a="$vb" -v b="$qb" 'BEGIN { if (b) printf "%.2fx", a / b; else print "-" }')"
-printf '%-28s %12s %16s %8s\n' "VMM overhead RSS (median KiB)" "$vr" "$qr" \
-	"$(awk -v a="$vr" -v b="$qr" 'BEGIN { if (b) printf "%.2fx", a / b; else print "-" }')"
-echo "targets: boot-to-init <= 0.80x QEMU microvm; overhead < 5120 KiB"
+echo "host THP: enabled: $(thp enabled); shmem_enabled: $(thp shmem_enabled); defrag: $(thp defrag)"
+row default "${MEM}M" -m "${MEM}M"
+row shared "size=${MEM}M,shared=on" -m "${MEM}M" \
+	-object "memory-backend-memfd,id=ram,size=${MEM}M" -machine memory-backend=ram
+printf '\n%-30s %10s %14s %8s\n' "" "vmm" "qemu microvm" "ratio"
+printf '%s\n' "${ROWS[@]}"
+echo "targets: boot-to-init <= 0.80x QEMU microvm in both rows; RSS: private guest RAM counts in the default row"

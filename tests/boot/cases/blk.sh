@@ -1,6 +1,7 @@
 # virtio-blk: the guest reads a host-written disk, writes one the host checks
-# after power-off, uses an ext4 file system made on the host, and cannot write
-# to a read-only disk. Bad --disk options are one-line errors with status 2.
+# after power-off (on each guest memory backing), uses an ext4 file system made
+# on the host, and cannot write to a read-only disk. Bad --disk and --memory
+# options are one-line errors with status 2.
 
 BLK_WORK=$WORK/blk
 
@@ -55,14 +56,21 @@ case_blk_read() {
 	boot_pass "8 MiB checksummed, 2 queues, serial and second disk seen"
 }
 
-case_blk_write() {
+# blk_write_on MEMORY BACKING: the guest, its RAM given by --memory MEMORY,
+# writes a disk the host checks after power-off; --verbose must name BACKING
+# as the RAM's backing. Guest memory is what every virtio buffer lives in, so
+# a backing that maps it wrong shows here as wrong bytes on the disk.
+blk_write_on() {
+	local memory=$1 backing=$2
 	local img=$BLK_WORK/write.img orig=$BLK_WORK/write.orig log=$WORK/blk-write.log
 	local want zero marker
 	blk_setup
 	head -c $((16 << 20)) /dev/urandom >"$orig"
 	cp "$orig" "$img"
-	guest_test blk-write "$log" --cpus 2 --memory 512M --disk "path=$img"
+	guest_test blk-write "$log" --cpus 2 --memory "$memory" --disk "path=$img" --verbose
 	guest_ran "$log" blk-write || return
+	grep -q "guest RAM: [0-9]* MiB $backing" "$log.stderr" ||
+		{ boot_fail "--verbose did not say '$backing': $(grep 'guest RAM' "$log.stderr" | head -n 1)" "$log"; return; }
 	want=$(blk_pattern 262144 | sha256sum | cut -d' ' -f1)
 	expect_value pattern_sha256 "$want" "$log" || return
 	expect_value readback_sha256 "$want" "$log" || return
@@ -84,7 +92,48 @@ case_blk_write() {
 		{ boot_fail "bytes the guest did not write have changed" "$log"; return; }
 	[ "$(stat -c %s "$img")" -eq $((16 << 20)) ] ||
 		{ boot_fail "the image changed size: $(stat -c %s "$img")" "$log"; return; }
-	boot_pass "4 MiB pattern, marker sector, write-zeroes and discard reached the file"
+	boot_pass "$backing RAM: 4 MiB pattern, marker sector, write-zeroes and discard reached the file; $(
+		sed -n 's/.*guest RAM: \([0-9]* of [0-9]* MiB\) were in huge pages.*/\1 in huge pages/p' "$log.stderr")"
+}
+
+# The default backing: private anonymous memory.
+case_blk_write() {
+	blk_write_on 512M "private anonymous"
+}
+
+case_blk_write_shared() {
+	blk_write_on size=512M,shared=on "shared memfd (shared=on)"
+}
+
+# hugetlbfs needs huge pages reserved on the host: the nested host is ours to
+# reserve them in; elsewhere a host without them is a skip, said as such.
+case_blk_write_hugetlbfs() {
+	local want=160 free
+	free=$(awk '/^HugePages_Free/ { print $2 }' /proc/meminfo)
+	if [ "${free:-0}" -lt "$want" ] && [ -n "${KVM_HOST_NESTED:-}" ]; then
+		echo $(( $(awk '/^HugePages_Total/ { print $2 }' /proc/meminfo) + want - ${free:-0} )) \
+			>/proc/sys/vm/nr_hugepages 2>/dev/null
+		free=$(awk '/^HugePages_Free/ { print $2 }' /proc/meminfo)
+	fi
+	if [ "${free:-0}" -lt "$want" ]; then
+		boot_pass "SKIPPED: the host has ${free:-0} free 2 MiB huge pages, $want needed (sysctl vm.nr_hugepages)"
+		return
+	fi
+	blk_write_on size=256M,hugepages=on "hugetlbfs (hugepages=on)"
+}
+
+case_memory_bad_options() {
+	local short
+	expect_usage_error "--memory size=1G,shared=maybe: shared=maybe: use on or off" --kernel "$KERNEL" --memory size=1G,shared=maybe || return
+	expect_usage_error "unknown key 'frob'" --kernel "$KERNEL" --memory size=1G,frob=1 || return
+	expect_usage_error "multiple of 2M" --kernel "$KERNEL" --memory size=1025M,hugepages=on || return
+	# More huge pages than any host has reserved: one line naming the shortfall.
+	short=$(timeout 60 "$VMM" --kernel "$KERNEL" --initramfs "$INITRD" --memory size=900G,hugepages=on \
+		</dev/null 2>&1 >/dev/null)
+	grep -q "hugepages=on: the host has [0-9]* too few free 2 MiB huge pages" <<<"$short" &&
+		[ "$(wc -l <<<"$short")" -eq 1 ] ||
+		{ boot_fail "900G of hugetlbfs said: $short"; return; }
+	boot_pass
 }
 
 case_blk_ext4() {
