@@ -76,6 +76,9 @@ struct evloop {
 	struct evloop_op *done_head, *done_tail;
 	/* Fd ops with a deadline, unordered (lock). */
 	struct evloop_op *timed;
+	/* Manual ops waiting for evloop_op_complete() (lock): listed so that
+	 * evloop_destroy() can find and detach them. */
+	struct evloop_op *manual;
 
 	atomic_bool stop;
 	atomic_int runner_tid; /* 0 when nobody runs the loop */
@@ -146,10 +149,24 @@ err_free:
 
 static void timer_free(struct evloop_timer *timer);
 
+/* Leaves an op the loop drops as if never started: idle and detached, so
+ * later calls on it never reach the freed loop. */
+static void op_forget(struct evloop_op *op)
+{
+	op->loop = NULL;
+	op->next = op->prev = NULL;
+	op->deadline_ns = 0;
+	op->state = OP_IDLE;
+}
+
 void evloop_destroy(struct evloop *loop)
 {
+	struct evloop_op *op, *nx;
+
 	if (!loop)
 		return;
+	/* Every op the loop holds is in exactly one place: a slot (fd ops,
+	 * perhaps also on the deadline list), the manual list or the done list. */
 	for (uint32_t i = 0; i < loop->nslots; i++) {
 		struct slot *s = &loop->slots[i];
 
@@ -160,11 +177,17 @@ void evloop_destroy(struct evloop *loop)
 				timer_free(reg->timer);
 			free(reg);
 		} else if (s->kind == SLOT_OP) {
-			((struct evloop_op *)s->obj)->state = OP_IDLE;
+			op_forget(s->obj);
 		}
 	}
-	for (struct evloop_op *op = loop->done_head; op; op = op->next)
-		op->state = OP_IDLE;
+	for (op = loop->manual; op; op = nx) {
+		nx = op->next;
+		op_forget(op);
+	}
+	for (op = loop->done_head; op; op = nx) {
+		nx = op->next;
+		op_forget(op);
+	}
 	free(loop->slots);
 	pthread_cond_destroy(&loop->idle);
 	pthread_mutex_destroy(&loop->lock);
@@ -414,6 +437,15 @@ static void done_remove(struct evloop *loop, struct evloop_op *op)
 	list_remove(&loop->done_head, op);
 }
 
+static void list_push(struct evloop_op **head, struct evloop_op *op)
+{
+	op->prev = NULL;
+	op->next = *head;
+	if (*head)
+		(*head)->prev = op;
+	*head = op;
+}
+
 /* Detaches a pending fd op from epoll, its slot and the deadline list. */
 static void op_detach_fd(struct evloop *loop, struct evloop_op *op)
 {
@@ -458,10 +490,7 @@ int evloop_op_start_fd(struct evloop *loop, struct evloop_op *op, int fd, uint32
 	op->state = OP_PENDING_FD;
 	if (timeout_ms >= 0) {
 		op->deadline_ns = mono_ns() + (uint64_t)timeout_ms * 1000000u;
-		op->next = loop->timed;
-		if (loop->timed)
-			loop->timed->prev = op;
-		loop->timed = op;
+		list_push(&loop->timed, op);
 		/* The loop may be sleeping with a longer timeout. */
 		if (!evloop_in_loop_thread(loop))
 			evloop_wake(loop);
@@ -485,9 +514,9 @@ int evloop_op_start(struct evloop *loop, struct evloop_op *op, evloop_op_fn fn, 
 		op->fn = fn;
 		op->opaque = opaque;
 		op->fd = -1;
-		op->next = op->prev = NULL;
 		op->deadline_ns = 0;
 		op->state = OP_PENDING_MANUAL;
+		list_push(&loop->manual, op);
 	}
 	pthread_mutex_unlock(&loop->lock);
 	return ret;
@@ -502,9 +531,12 @@ int evloop_op_complete(struct evloop_op *op, int result)
 		return -EALREADY;
 	pthread_mutex_lock(&loop->lock);
 	if (op->state != OP_PENDING_MANUAL) {
+		int ret = op->state == OP_PENDING_FD ? -EINVAL : -EALREADY;
+
 		pthread_mutex_unlock(&loop->lock);
-		return -EALREADY;
+		return ret;
 	}
+	list_remove(&loop->manual, op);
 	was_empty = !loop->done_head;
 	done_push(loop, op, result);
 	pthread_mutex_unlock(&loop->lock);
@@ -530,6 +562,7 @@ bool evloop_op_cancel(struct evloop_op *op)
 		op_detach_fd(loop, op);
 		break;
 	case OP_PENDING_MANUAL:
+		list_remove(&loop->manual, op);
 		break;
 	case OP_QUEUED:
 		done_remove(loop, op);
@@ -552,7 +585,9 @@ bool evloop_op_pending(const struct evloop_op *op)
 	if (!loop)
 		return false;
 	pthread_mutex_lock(&loop->lock);
-	pending = op->state != OP_IDLE;
+	/* A completed op waiting for its callback (OP_QUEUED) is not pending,
+	 * though the loop still holds it until the callback runs. */
+	pending = op->state == OP_PENDING_FD || op->state == OP_PENDING_MANUAL;
 	pthread_mutex_unlock(&loop->lock);
 	return pending;
 }

@@ -40,8 +40,14 @@ struct evloop_timer;
 EVLOOP_WUR int evloop_create(struct evloop **out);
 
 /* Frees the loop.  The loop must not be running.  Registrations still present
- * are freed without calling their callbacks; pending operations are dropped
- * (their callbacks never run).  NULL is a no-op. */
+ * are freed without calling their callbacks.  Operations it still holds
+ * (pending, or completed with the callback yet to run) are dropped: their
+ * callbacks never run, and each is left idle and detached as if never started
+ * (evloop_op_pending() false, evloop_op_complete() -EALREADY,
+ * evloop_op_cancel() false), free to start on any loop.  An op that went idle
+ * before (its callback ran, or it was cancelled) still refers to this loop:
+ * once it is destroyed, only start such an op again or discard it.  NULL is a
+ * no-op. */
 void evloop_destroy(struct evloop *loop);
 
 /* Runs the loop on the calling thread until evloop_stop().  Ready events are
@@ -120,6 +126,12 @@ void evloop_timer_remove(struct evloop_timer *timer);
  * loop borrows from start until either its callback has run or
  * evloop_op_cancel() has returned.  Its callback runs at most once per start.
  *
+ * It is pending from start until it completes (evloop_op_complete() returns
+ * 0, or the loop finds the fd ready or the timeout passed) or is cancelled.
+ * A completed op is no longer pending, but the loop holds it until its
+ * callback has run: evloop_op_cancel() can still stop that callback, and
+ * starting the op again fails with -EBUSY.
+ *
  * result passed to the callback:
  *   evloop_op_start_fd():  the ready epoll mask (> 0), or -ETIMEDOUT;
  *   evloop_op_start():     the value given to evloop_op_complete().
@@ -130,7 +142,7 @@ struct evloop_op;
 typedef void (*evloop_op_fn)(struct evloop_op *op, int result, void *opaque);
 
 struct evloop_op {
-	/* Private: owned by the loop while the op is pending.  Zero-initialise
+	/* Private: owned by the loop while it holds the op.  Zero-initialise
 	 * (or use EVLOOP_OP_INIT) before the first start. */
 	struct evloop *loop;
 	evloop_op_fn fn;
@@ -148,33 +160,42 @@ struct evloop_op {
 /* Starts a one-shot wait for events on fd (as for evloop_fd_add, no EPOLLET),
  * completing with the ready mask, or with -ETIMEDOUT after timeout_ms
  * (-1: no timeout).  fd must not also be registered with evloop_fd_add, and
- * must stay open until completion or cancel.  Returns 0, -EBUSY if op is
- * already pending, -EINVAL, -ENOMEM, or the errno of epoll_ctl. */
+ * must stay open until completion or cancel.  Returns 0, -EBUSY if the loop
+ * still holds op (pending, or completed with its callback yet to run),
+ * -EINVAL, -ENOMEM, or the errno of epoll_ctl. */
 EVLOOP_WUR int evloop_op_start_fd(struct evloop *loop, struct evloop_op *op,
 				  int fd, uint32_t events, int timeout_ms,
 				  evloop_op_fn fn, void *opaque);
 
 /* Starts an operation that completes when someone calls
  * evloop_op_complete() (work finished on another thread, a request answered,
- * ...).  Returns 0, -EBUSY if op is already pending, -EINVAL. */
+ * ...).  Returns 0, -EBUSY if the loop still holds op (as for
+ * evloop_op_start_fd), -EINVAL. */
 EVLOOP_WUR int evloop_op_start(struct evloop *loop, struct evloop_op *op,
 			       evloop_op_fn fn, void *opaque);
 
-/* Completes an op started with evloop_op_start(): its callback will run on
- * the loop thread with result.  Any thread.  Returns 0, or -EALREADY if the
- * op is not pending (already completed or cancelled) -- the caller must then
- * not touch the op, it may be freed. */
+/* Completes an op started with evloop_op_start(): from now on it is not
+ * pending, and its callback will run on the loop thread with result (unless
+ * cancelled first).  Any thread.  Returns 0; -EALREADY if the op is not
+ * pending (already completed or cancelled, or never started) -- the caller
+ * must then not touch the op, it may be freed; -EINVAL if it is a pending
+ * evloop_op_start_fd() op, which only the loop completes. */
 int evloop_op_complete(struct evloop_op *op, int result);
 
-/* Cancels op.  Returns true if it was cancelled: its callback never ran and
- * never will.  Returns false if the callback has already run (or op was not
- * pending); if the callback is running on the loop thread right now, waits
- * for it to return first.  Either way, on return the loop no longer uses op
- * and the caller may free it.  From inside op's own callback returns false at
- * once. */
+/* Cancels op.  Returns true if it was cancelled: its callback had not run and
+ * now never will -- op was pending, or completed with its callback yet to
+ * run (that completion is discarded).  Returns false if the callback has
+ * already run, or op was never started or already cancelled; if the callback
+ * is running on the loop thread right now, waits for it to return first.
+ * Either way, on return the loop no longer uses op and the caller may free
+ * it.  From inside op's own callback it never waits: false, unless the
+ * callback started op again (that new start is then cancelled: true). */
 bool evloop_op_cancel(struct evloop_op *op);
 
-/* True while op is started and neither completed nor cancelled. */
+/* True while op is pending: started, and neither completed nor cancelled.
+ * False once evloop_op_complete() has returned 0, though the callback may
+ * still be queued (evloop_op_cancel() would still stop it); false inside
+ * the op's own callback, until the callback starts it again. */
 bool evloop_op_pending(const struct evloop_op *op);
 
 #endif /* CHANNEL_EVLOOP_H */

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * Shared-memory SPSC ring.  Publication order (producer):
- *   busy=1, [wrap marker], payload, record header, tail (release), wake, busy=0
+ *   ops+1, busy=1, [wrap marker], payload, record header, tail (release), wake,
+ *   busy=0
  * and (consumer):
- *   busy=1, read record, copy payload, head (release), wake, busy=0.
+ *   ops+1, busy=1, read record, copy payload, head (release), wake, busy=0.
  * The single tail/head store is the commit point of each side.
  */
 #include "channel/ring.h"
@@ -56,7 +57,8 @@ struct ring_shared {
 	_Atomic uint32_t prod_attached;
 	_Atomic uint32_t prod_busy;
 	_Atomic uint32_t prod_waiting; /* producer sleeps for space */
-	uint8_t pad1[40];
+	_Atomic uint32_t prod_ops;     /* pushes begun: progress for stall checks */
+	uint8_t pad1[36];
 
 	/* written by the consumer */
 	_Atomic uint64_t head;
@@ -64,10 +66,13 @@ struct ring_shared {
 	_Atomic uint32_t cons_attached;
 	_Atomic uint32_t cons_busy;
 	_Atomic uint32_t cons_waiting; /* consumer sleeps for data */
-	uint8_t pad2[40];
+	_Atomic uint32_t cons_ops;     /* pops begun */
+	uint8_t pad2[36];
 };
 _Static_assert(offsetof(struct ring_shared, tail) == 64, "producer line");
 _Static_assert(offsetof(struct ring_shared, head) == 128, "consumer line");
+_Static_assert(offsetof(struct ring_shared, prod_ops) == 88, "in the producer line's padding");
+_Static_assert(offsetof(struct ring_shared, cons_ops) == 152, "in the consumer line's padding");
 _Static_assert(sizeof(struct ring_shared) == 192, "header size");
 _Static_assert(sizeof(struct ring_shared) <= RING_HDR_SIZE, "header fits its page");
 
@@ -91,6 +96,11 @@ struct ring {
 	bool broken;       /* saw corrupt shared state: -EPROTO from now on */
 	int64_t spin_ns;
 	int stall_ms;
+	/* The peer busy in one operation, as our waits saw it: kept across
+	 * calls, so short waits add up to the stall limit. */
+	bool stall_watch;
+	uint32_t stall_ops;   /* the peer's op count when first seen busy */
+	int64_t stall_since;  /* ms */
 };
 
 /* ---- fail points (test builds only) ------------------------------------ */
@@ -565,6 +575,53 @@ static int check_ready(struct ring *r, uint64_t need)
 	return r->role == RING_PRODUCER ? space_ready(r, need) : data_ready(r);
 }
 
+/* Marks this side busy in a push/pop.  The op count tells a peer that sees
+ * us busy twice whether it is the same operation, stuck, or a later one. */
+static void busy_enter(struct ring *r)
+{
+	bool prod = r->role == RING_PRODUCER;
+	_Atomic uint32_t *ops = prod ? &r->sh->prod_ops : &r->sh->cons_ops;
+
+	/* Only this side writes ops: no read-modify-write needed. */
+	atomic_store_explicit(ops, atomic_load_explicit(ops, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	/* Release: a peer that sees this busy also sees the new count. */
+	atomic_store_explicit(prod ? &r->sh->prod_busy : &r->sh->cons_busy, 1,
+			      memory_order_release);
+}
+
+static void busy_leave(struct ring *r)
+{
+	atomic_store_explicit(r->role == RING_PRODUCER ? &r->sh->prod_busy : &r->sh->cons_busy,
+			      0, memory_order_relaxed);
+}
+
+/* True once the peer has been busy in one and the same operation for
+ * stall_ms, counted from the first of our waits (in this call or an earlier
+ * one) that saw it so. */
+static bool peer_stalled(struct ring *r, int64_t now)
+{
+	bool prod = r->role == RING_PRODUCER;
+	struct ring_shared *s = r->sh;
+	/* busy first (acquire), then the count it was set with, or a later one. */
+	uint32_t busy = atomic_load_explicit(prod ? &s->cons_busy : &s->prod_busy,
+					     memory_order_acquire);
+	uint32_t ops = atomic_load_explicit(prod ? &s->cons_ops : &s->prod_ops,
+					    memory_order_relaxed);
+
+	if (!busy) {
+		r->stall_watch = false;
+		return false;
+	}
+	if (!r->stall_watch || ops != r->stall_ops) {
+		r->stall_watch = true;
+		r->stall_ops = ops;
+		r->stall_since = now;
+		return false;
+	}
+	return now - r->stall_since >= r->stall_ms;
+}
+
 /* Waits until check_ready (or an error).  deadline -1: forever. */
 static int wait_ready(struct ring *r, uint64_t need, int64_t deadline)
 {
@@ -572,9 +629,7 @@ static int wait_ready(struct ring *r, uint64_t need, int64_t deadline)
 	struct ring_shared *s = r->sh;
 	_Atomic uint32_t *waiting = prod ? &s->prod_waiting : &s->cons_waiting;
 	_Atomic uint32_t *seqw = prod ? &s->space_seq : &s->data_seq;
-	_Atomic uint32_t *peer_busy = prod ? &s->cons_busy : &s->prod_busy;
 	struct notifier *efd = prod ? &r->space_efd : &r->data_efd;
-	int64_t busy_since = -1;
 	int ret;
 
 	if (r->spin_ns > 0) {
@@ -636,15 +691,9 @@ static int wait_ready(struct ring *r, uint64_t need, int64_t deadline)
 			break;
 		}
 		now = now_ms();
-		if (atomic_load(peer_busy)) {
-			if (busy_since < 0)
-				busy_since = now;
-			else if (now - busy_since >= r->stall_ms) {
-				atomic_store(waiting, 0);
-				return -EDEADLK;
-			}
-		} else {
-			busy_since = -1;
+		if (peer_stalled(r, now)) {
+			atomic_store(waiting, 0);
+			return -EDEADLK;
 		}
 		if (deadline >= 0 && now >= deadline) {
 			atomic_store(waiting, 0);
@@ -704,7 +753,7 @@ int ring_push(struct ring *r, const void *msg, size_t len, int timeout_ms)
 		if (ret)
 			return ret;
 	}
-	atomic_store_explicit(&s->prod_busy, 1, memory_order_relaxed);
+	busy_enter(r);
 	FAILPOINT("push_begin");
 	off = r->pos & r->mask;
 	if (wrap) {
@@ -725,7 +774,7 @@ int ring_push(struct ring *r, const void *msg, size_t len, int timeout_ms)
 	FAILPOINT("push_after_publish");
 	wake_peer(r);
 	FAILPOINT("push_after_wake");
-	atomic_store_explicit(&s->prod_busy, 0, memory_order_relaxed);
+	busy_leave(r);
 	return 0;
 }
 
@@ -750,7 +799,7 @@ ssize_t ring_pop(struct ring *r, void *buf, size_t len, int timeout_ms)
 		if (ret)
 			return ret;
 	}
-	atomic_store_explicit(&s->cons_busy, 1, memory_order_relaxed);
+	busy_enter(r);
 	FAILPOINT("pop_begin");
 	h = r->pos;
 	t = atomic_load_explicit(&s->tail, memory_order_acquire);
@@ -763,7 +812,7 @@ ssize_t ring_pop(struct ring *r, void *buf, size_t len, int timeout_ms)
 			 * remember the skip and report empty. */
 			r->pos = h;
 			atomic_store_explicit(&s->head, h, memory_order_release);
-			atomic_store_explicit(&s->cons_busy, 0, memory_order_relaxed);
+			busy_leave(r);
 			return -EAGAIN;
 		}
 		off = h & r->mask;
@@ -785,7 +834,7 @@ ssize_t ring_pop(struct ring *r, void *buf, size_t len, int timeout_ms)
 		break;
 	}
 	if (rec.len > len) {
-		atomic_store_explicit(&s->cons_busy, 0, memory_order_relaxed);
+		busy_leave(r);
 		return -EMSGSIZE;
 	}
 	if (rec.len)
@@ -797,12 +846,12 @@ ssize_t ring_pop(struct ring *r, void *buf, size_t len, int timeout_ms)
 	FAILPOINT("pop_after_advance");
 	wake_peer(r);
 	FAILPOINT("pop_after_wake");
-	atomic_store_explicit(&s->cons_busy, 0, memory_order_relaxed);
+	busy_leave(r);
 	return (ssize_t)rec.len;
 
 corrupt:
 	r->broken = true;
-	atomic_store_explicit(&s->cons_busy, 0, memory_order_relaxed);
+	busy_leave(r);
 	return -EPROTO;
 }
 

@@ -5,9 +5,10 @@
  *
  * Layout: one 4 KiB header page (magic, version, geometry, the producer's
  * tail and the consumer's head on separate cache lines, wake-up words,
- * attach and busy flags), then data_size bytes of records.  A record is an
- * 8-byte header {len, type} and the payload padded to 8 bytes; a message
- * never straddles the end: a WRAP marker sends the consumer to offset 0.
+ * attach and busy flags, operation counts), then data_size bytes of records.
+ * A record is an 8-byte header {len, type} and the payload padded to 8
+ * bytes; a message never straddles the end: a WRAP marker sends the consumer
+ * to offset 0.
  *
  * Crash consistency: the producer publishes a message -- wrap marker
  * included -- with one 64-bit release store of tail.  If it dies at any
@@ -27,8 +28,12 @@
  * Peer liveness: each side holds an OFD lock on its own byte of the file
  * while attached, so a waiter tells apart
  *   -ETIMEDOUT   its timeout ran out; the peer is attached and alive;
- *   -EDEADLK     the peer is alive but stalled in the middle of a push/pop
- *                for longer than the stall limit (opts.stall_ms);
+ *   -EDEADLK     the peer is alive but has been stuck in the middle of one
+ *                push/pop for at least the stall limit (opts.stall_ms),
+ *                timed from the first wait of this handle (in this call or
+ *                an earlier one) that found it busy in that push/pop: waits
+ *                shorter than the limit still learn of it, after about the
+ *                limit, and then every wait does while it stays stuck;
  *   -EOWNERDEAD  the peer died while attached (its lock went away);
  *   -EPIPE       no peer is attached (it closed cleanly, or never opened).
  * The consumer gets every published message before any of these.
@@ -77,8 +82,8 @@ struct ring_opts {
 	 * runs on another CPU, wastes at most this much when it does not.
 	 * 0: the default, 20 us; negative: sleep at once. */
 	int spin_us;
-	/* A peer stuck mid-operation this long is reported as stalled
-	 * (-EDEADLK); 0: the default, 1000 ms. */
+	/* A peer stuck mid-operation this long, timed across our waits, is
+	 * reported as stalled (-EDEADLK); 0: the default, 1000 ms. */
 	int stall_ms;
 };
 

@@ -21,7 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STREAM_MAX_MAX_MSG (16u * 1024u * 1024u)
+/* An AF_UNIX message is one kernel buffer, mostly one kmalloc (at most 4 MiB
+ * on x86_64): a little beyond 4 MiB every send fails with ENOBUFS. */
+#define STREAM_MAX_MAX_MSG (4u * 1024u * 1024u)
 #define SEND_END_MAGIC     0x53454e44u /* "SEND" */
 #define SEND_END_VERSION   1u
 
@@ -102,7 +104,9 @@ err_free:
 	return ret;
 }
 
-/* Message mode: every message up to max_msg must fit the send buffer. */
+/* Message mode: every message up to max_msg must fit the send buffer (the
+ * kernel refuses one longer than SO_SNDBUF - 32 with EMSGSIZE).  Grows the
+ * buffer when the system allows it; -EINVAL when it does not. */
 static int size_sndbuf(int sock, size_t max_msg)
 {
 	int have = 0, want = (int)max_msg + 1024;
@@ -221,14 +225,14 @@ static ssize_t read_once(struct stream_end *end, void *buf, size_t len)
 			n = recv(end->sock, buf, len, MSG_DONTWAIT);
 			return n < 0 ? -errno : n;
 		}
-		if (len < end->max_msg) {
-			/* Learn the size first so a short buffer loses nothing. */
-			n = recv(end->sock, buf, 0, MSG_DONTWAIT | MSG_PEEK | MSG_TRUNC);
-			if (n < 0)
-				return -errno;
-			if ((size_t)n > len)
-				return -EMSGSIZE;
-		}
+		/* Learn the size first so a short buffer loses nothing, whatever
+		 * our max_msg: a foreign writer, or a peer end announcing a larger
+		 * limit, can queue a longer message. */
+		n = recv(end->sock, buf, 0, MSG_DONTWAIT | MSG_PEEK | MSG_TRUNC);
+		if (n < 0)
+			return -errno;
+		if ((size_t)n > len)
+			return -EMSGSIZE;
 		{
 			struct iovec iov = { .iov_base = buf, .iov_len = len };
 			struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
@@ -236,8 +240,8 @@ static ssize_t read_once(struct stream_end *end, void *buf, size_t len)
 			n = recvmsg(end->sock, &mh, MSG_DONTWAIT);
 			if (n < 0)
 				return -errno;
-			/* Only a peer bypassing stream_write can send more than
-			 * max_msg; that message is lost, the error says so. */
+			/* Only another reader of this socket (in another process)
+			 * can swap the message after the peek; it is then lost. */
 			if (mh.msg_flags & MSG_TRUNC)
 				return -EMSGSIZE;
 		}
@@ -479,7 +483,8 @@ int stream_recv_end(int sock, enum stream_blocking mode, struct stream_end **out
 		goto err_close;
 	if (msg.magic != SEND_END_MAGIC || msg.version != SEND_END_VERSION ||
 	    check_params(msg.framing, msg.max_msg) ||
-	    check_sock(fd, (enum stream_framing)msg.framing))
+	    check_sock(fd, (enum stream_framing)msg.framing) ||
+	    (msg.framing == STREAM_MESSAGE && size_sndbuf(fd, msg.max_msg)))
 		goto err_close;
 	ret = end_new(fd, (enum stream_framing)msg.framing, msg.max_msg, mode, out);
 	if (ret)
@@ -547,6 +552,9 @@ int stream_import(const char *desc, enum stream_blocking mode, struct stream_end
 	if (!p || *p != '\0')
 		return -EINVAL;
 	if (check_params(framing, max_msg) || check_sock((int)fd, framing))
+		return -EINVAL;
+	/* The description promises max_msg: make the socket able to carry it. */
+	if (framing == STREAM_MESSAGE && size_sndbuf((int)fd, (size_t)max_msg))
 		return -EINVAL;
 	fl = fcntl((int)fd, F_GETFD);
 	if (fl < 0 || fcntl((int)fd, F_SETFD, fl | FD_CLOEXEC) < 0)

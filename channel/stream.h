@@ -44,10 +44,13 @@ enum stream_blocking {
 struct stream_end;
 
 /* Creates a connected pair.  max_msg (message mode; 0 = the default 64 KiB)
- * is the largest message either end may write; it must fit the socket send
- * buffer the system allows (about 200 KiB by default), else -EINVAL.  In byte
- * mode max_msg is ignored.  Returns 0 and sets *a and *b, -EINVAL, -ENOMEM,
- * or the errno of socketpair/epoll_create1. */
+ * is the largest message either end may write.  Every end that accepts a
+ * max_msg (here, stream_recv_end, stream_import) can write a message that
+ * long: max_msg is at most 4 MiB (an AF_UNIX message is one kernel buffer)
+ * and the socket send buffer is grown to hold it, within what the system
+ * allows (net.core.wmem_max; about 415 KiB of max_msg with the defaults),
+ * else -EINVAL.  In byte mode max_msg is ignored.  Returns 0 and sets *a and
+ * *b, -EINVAL, -ENOMEM, or the errno of socketpair/epoll_create1. */
 __attribute__((warn_unused_result))
 int stream_pair(enum stream_framing framing, size_t max_msg,
 		enum stream_blocking a_mode, enum stream_blocking b_mode,
@@ -63,7 +66,9 @@ void stream_close(struct stream_end *end);
  *                 normal), 0 at end of stream (peer closed).
  *   message mode: returns the whole next message; if it is longer than len,
  *                 fails with -EMSGSIZE and the message stays queued (retry
- *                 with a bigger buffer).  0 means the peer closed.
+ *                 with a bigger buffer), however long it is -- even longer
+ *                 than this end's max_msg (a foreign writer, or a peer end
+ *                 that announced a larger max_msg).  0 means the peer closed.
  * Blocking end: waits for data up to the read timeout (-ETIMEDOUT).
  * Non-blocking end: -EAGAIN if nothing is queued.  len == 0 is -EINVAL.
  * -ECONNRESET if the peer closed with our data unread. */
@@ -78,6 +83,8 @@ ssize_t stream_read(struct stream_end *end, void *buf, size_t len);
  *                 len == 0: -EINVAL (0 is reserved for end-of-stream).
  *                 Blocking: waits for room up to the write timeout
  *                 (-ETIMEDOUT); non-blocking: -EAGAIN if it does not fit.
+ *                 -ENOBUFS if the kernel cannot allocate a large message
+ *                 right now (it needs contiguous memory).
  * Peer closed: -EPIPE, never SIGPIPE. */
 ssize_t stream_write(struct stream_end *end, const void *buf, size_t len);
 
@@ -108,9 +115,9 @@ int stream_send_end(int sock, struct stream_end *end);
 
 /* Receives an end sent by stream_send_end, as a mode end.  Everything read
  * from sock is validated (message size, exactly one fd, an AF_UNIX socket of
- * the announced type, sane max_msg): -EBADMSG otherwise, with any received fd
- * closed.  Returns 0 and sets *out, -EBADMSG, -ENOMEM, or -errno of recvmsg
- * (0 bytes read: -ECONNRESET). */
+ * the announced type, a max_msg the socket can carry as for stream_pair):
+ * -EBADMSG otherwise, with any received fd closed.  Returns 0 and sets *out,
+ * -EBADMSG, -ENOMEM, or -errno of recvmsg (0 bytes read: -ECONNRESET). */
 __attribute__((warn_unused_result))
 int stream_recv_end(int sock, enum stream_blocking mode, struct stream_end **out);
 
@@ -123,8 +130,9 @@ __attribute__((warn_unused_result))
 int stream_export(struct stream_end *end, char *buf, size_t len);
 
 /* Adopts an end from a description made by stream_export (in the child after
- * exec).  The description is parsed strictly and the fd checked like
- * stream_recv_end does: -EINVAL otherwise.  Returns 0 and sets *out. */
+ * exec).  The description is parsed strictly and the fd and max_msg checked
+ * like stream_recv_end does: -EINVAL otherwise (the fd is then left open).
+ * Returns 0 and sets *out. */
 __attribute__((warn_unused_result))
 int stream_import(const char *desc, enum stream_blocking mode, struct stream_end **out);
 

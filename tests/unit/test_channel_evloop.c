@@ -421,6 +421,118 @@ static void test_op_manual_complete_cancel(void **state)
 	assert_int_equal(atomic_load(&c.calls), 2);
 }
 
+/* Every op evloop_destroy() drops -- manual, completed but not yet run, fd
+ * with and without a deadline -- is idle afterwards: not pending, complete
+ * and cancel refuse it, and it starts again on another loop. */
+static void test_destroy_leaves_dropped_ops_idle(void **state)
+{
+	struct evloop *old, *loop;
+	struct evloop_op ops[4] = { EVLOOP_OP_INIT, EVLOOP_OP_INIT, EVLOOP_OP_INIT, EVLOOP_OP_INIT };
+	struct op_ctx c = { 0 };
+	int fd = new_efd(0), fd2 = new_efd(0);
+
+	(void)state;
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(evloop_create(&old), 0);
+		assert_int_equal(evloop_op_start(old, &ops[0], op_cb, &c), 0);
+		assert_int_equal(evloop_op_start(old, &ops[1], op_cb, &c), 0);
+		assert_int_equal(evloop_op_complete(&ops[1], 3), 0);
+		assert_int_equal(evloop_op_start_fd(old, &ops[2], fd, EPOLLIN, -1, op_cb, &c), 0);
+		assert_int_equal(evloop_op_start_fd(old, &ops[3], fd2, EPOLLOUT, 10000, op_cb, &c), 0);
+		evloop_destroy(old);
+		assert_int_equal(atomic_load(&c.calls), 0);
+
+		assert_int_equal(evloop_create(&loop), 0);
+		for (int i = 0; i < 4; i++) {
+			if (round == 0) {
+				/* Restarted at once on a new loop. */
+				assert_int_equal(evloop_op_start(loop, &ops[i], op_cb, &c), 0);
+				assert_true(evloop_op_pending(&ops[i]));
+				assert_int_equal(evloop_op_complete(&ops[i], 10 + i), 0);
+				assert_int_equal(evloop_run_once(loop, 0), 1);
+				assert_int_equal(c.result, 10 + i);
+			} else {
+				/* Asked about first: idle, refused, never run. */
+				assert_false(evloop_op_pending(&ops[i]));
+				assert_int_equal(evloop_op_complete(&ops[i], 1), -EALREADY);
+				assert_false(evloop_op_cancel(&ops[i]));
+				assert_int_equal(evloop_op_start_fd(loop, &ops[i], i % 2 ? fd2 : fd,
+								    EPOLLOUT, -1, op_cb, &c), 0);
+				assert_int_equal(evloop_run_once(loop, 1000), 1);
+				assert_true(c.result & EPOLLOUT);
+			}
+		}
+		assert_int_equal(atomic_load(&c.calls), 4);
+		assert_int_equal(evloop_run_once(loop, 0), 0);
+		atomic_store(&c.calls, 0);
+		evloop_destroy(loop);
+	}
+	close(fd);
+	close(fd2);
+}
+
+/* Pending means started and neither completed nor cancelled.  A completed op
+ * whose callback has not run yet is no longer pending, but the loop still
+ * holds it: start refuses it and cancel still stops its callback. */
+static void *complete_now(void *arg)
+{
+	struct completer_arg *a = arg;
+
+	assert_int_equal(evloop_op_complete(a->op, a->result), 0);
+	return NULL;
+}
+
+static void test_op_not_pending_once_completed(void **state)
+{
+	struct evloop *loop;
+	struct evloop_op op = EVLOOP_OP_INIT;
+	struct op_ctx c = { 0 };
+	struct completer_arg a = { &op, 9 };
+	pthread_t t;
+
+	(void)state;
+	assert_int_equal(evloop_create(&loop), 0);
+	assert_false(evloop_op_pending(&op));
+	assert_int_equal(evloop_op_start(loop, &op, op_cb, &c), 0);
+	assert_true(evloop_op_pending(&op));
+	assert_int_equal(evloop_op_complete(&op, 7), 0);
+	assert_false(evloop_op_pending(&op));
+	assert_int_equal(evloop_op_complete(&op, 8), -EALREADY);
+	assert_int_equal(evloop_op_start(loop, &op, op_cb, &c), -EBUSY);
+	assert_true(evloop_op_cancel(&op));     /* its callback will not run */
+	assert_false(evloop_op_pending(&op));
+	assert_false(evloop_op_cancel(&op));
+	assert_int_equal(evloop_run_once(loop, 0), 0);
+	assert_int_equal(atomic_load(&c.calls), 0);
+
+	/* Completed from another thread: not pending as soon as it returned;
+	 * the callback then runs with the result. */
+	assert_int_equal(evloop_op_start(loop, &op, op_cb, &c), 0);
+	assert_int_equal(pthread_create(&t, NULL, complete_now, &a), 0);
+	pthread_join(t, NULL);
+	assert_false(evloop_op_pending(&op));
+	assert_int_equal(evloop_run_once(loop, 0), 1);
+	assert_int_equal(c.result, 9);
+	assert_false(evloop_op_pending(&op));
+	assert_false(evloop_op_cancel(&op));
+
+	/* An fd op is pending until it completes; complete() is not for it. */
+	{
+		int fd = new_efd(0);
+
+		assert_int_equal(evloop_op_start_fd(loop, &op, fd, EPOLLIN, -1, op_cb, &c), 0);
+		assert_true(evloop_op_pending(&op));
+		assert_int_equal(evloop_op_complete(&op, 1), -EINVAL);
+		assert_true(evloop_op_pending(&op));
+		efd_signal(fd);
+		assert_int_equal(evloop_run_once(loop, 1000), 1);
+		assert_false(evloop_op_pending(&op));
+		assert_true(c.result & EPOLLIN);
+		close(fd);
+	}
+	evloop_destroy(loop);
+}
+
 /* ---- stop / wake / exclusive runner ---------------------------------------- */
 
 static void *run_expect_busy(void *arg)
@@ -430,9 +542,18 @@ static void *run_expect_busy(void *arg)
 	return NULL;
 }
 
+static void mark_running(struct evloop_op *op, int result, void *opaque)
+{
+	(void)op;
+	(void)result;
+	atomic_store((atomic_bool *)opaque, true);
+}
+
 static void test_stop_and_wake(void **state)
 {
 	struct evloop *loop;
+	struct evloop_op mark = EVLOOP_OP_INIT;
+	atomic_bool running = false;
 	pthread_t t, t2;
 
 	(void)state;
@@ -445,8 +566,14 @@ static void test_stop_and_wake(void **state)
 	assert_int_equal(evloop_run_once(loop, 1000), 0);
 	assert_false(evloop_in_loop_thread(loop));
 
+	/* A callback that ran on the loop thread shows the thread holds the
+	 * loop (a sleep does not, on a busy machine). */
+	assert_int_equal(evloop_op_start(loop, &mark, mark_running, &running), 0);
+	assert_int_equal(evloop_op_complete(&mark, 0), 0);
 	assert_int_equal(pthread_create(&t, NULL, loop_thread, loop), 0);
-	sleep_ms(20);
+	for (int i = 0; i < 100000 && !atomic_load(&running); i++)
+		sleep_us(100);
+	assert_true(atomic_load(&running));
 	assert_int_equal(pthread_create(&t2, NULL, run_expect_busy, loop), 0);
 	pthread_join(t2, NULL);
 	evloop_wake(loop);
@@ -678,6 +805,8 @@ int main(void)
 		cmocka_unit_test(test_timers),
 		cmocka_unit_test(test_op_fd_and_timeout),
 		cmocka_unit_test(test_op_manual_complete_cancel),
+		cmocka_unit_test(test_destroy_leaves_dropped_ops_idle),
+		cmocka_unit_test(test_op_not_pending_once_completed),
 		cmocka_unit_test(test_stop_and_wake),
 		cmocka_unit_test(test_op_cancel_race),
 		cmocka_unit_test(test_fd_remove_race),

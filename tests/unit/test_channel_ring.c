@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "channel/evloop.h"
@@ -472,9 +473,10 @@ static void run_push_case(const struct push_case *pc, bool wrap, enum ring_fp_ac
 		} else {
 			assert_int_equal(ring_pop(c, buf, sizeof(buf), 0), -EAGAIN);
 		}
-		/* Waiting longer: told "stalled", not "timed out". */
+		/* Waiting longer: told "stalled", not "timed out"; and from then
+		 * on even by a wait shorter than the stall limit. */
 		assert_int_equal(ring_pop(c, buf, sizeof(buf), LONG_WAIT), -EDEADLK);
-		assert_int_equal(ring_pop(c, buf, sizeof(buf), 30), -ETIMEDOUT);
+		assert_int_equal(ring_pop(c, buf, sizeof(buf), 30), -EDEADLK);
 		assert_int_equal(kill(pid, SIGKILL), 0);
 		assert_int_equal(waitpid(pid, &status, 0), pid);
 	} else if (pc->visible) {
@@ -617,6 +619,93 @@ static void test_producer_sees_stalled_then_dead_consumer(void **state)
 	kill(pid, SIGKILL);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_int_equal(ring_push(p, buf, 200, LONG_WAIT), -EOWNERDEAD);
+	ring_close(p);
+	close(fd);
+}
+
+/* Waiting in calls shorter than the stall limit still learns of a peer stuck
+ * mid-operation: the stall is measured across calls, from the first wait
+ * that saw the peer busy, not within one call's wait.  Both directions. */
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+static void test_stall_seen_across_short_waits(void **state)
+{
+	const struct ring_opts stall200 = { .data_efd = -1, .space_efd = -1, .stall_ms = 200 };
+	struct ring *p, *c;
+	char buf[512] = { 0 };
+	struct timespec t0;
+	long elapsed;
+	pid_t pid;
+	int fd, status, ret = 0, calls, later, nowait;
+
+	(void)state;
+	/* Consumer waiting 30 ms at a time on a producer frozen mid-push. */
+	assert_int_equal(ring_create_memfd(SMALL, RING_WAKE_FUTEX, &fd), 0);
+	assert_int_equal(ring_open(fd, RING_CONSUMER, &stall200, &c), 0);
+	pid = spawn_producer(fd, "push_after_payload", RING_FP_STOP, sizeof(PAYLOAD));
+	assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
+	assert_true(WIFSTOPPED(status));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (calls = 0; calls < 40; calls++) {
+		ret = (int)ring_pop(c, buf, sizeof(buf), 30);
+		if (ret != -ETIMEDOUT)
+			break;
+	}
+	elapsed = ms_since(&t0);
+	/* Still stuck: every later wait says so, however short. */
+	later = (int)ring_pop(c, buf, sizeof(buf), 1);
+	nowait = (int)ring_pop(c, buf, sizeof(buf), 0);
+	/* Kill before asserting: a failure must not leave it stopped. */
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(ret, -EDEADLK);
+	assert_true(elapsed >= 200 - 1); /* never before the limit (ms rounding) */
+	assert_int_equal(later, -EDEADLK);
+	assert_int_equal(nowait, -EAGAIN); /* no wait, no verdict */
+	assert_int_equal(ring_pop(c, buf, sizeof(buf), 30), -EOWNERDEAD);
+	/* A new producer, idle: plain timeouts again, the old stall forgotten. */
+	assert_int_equal(ring_open(fd, RING_PRODUCER, NULL, &p), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(ring_pop(c, buf, sizeof(buf), 30), -ETIMEDOUT);
+	ring_close(p);
+	ring_close(c);
+	close(fd);
+
+	/* Producer waiting 30 ms at a time on a full ring whose consumer is
+	 * frozen mid-pop. */
+	assert_int_equal(ring_create_memfd(SMALL, RING_WAKE_FUTEX, &fd), 0);
+	assert_int_equal(ring_open(fd, RING_PRODUCER, &stall200, &p), 0);
+	while (ring_push(p, buf, 200, 0) == 0)
+		;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (ring_open(fd, RING_CONSUMER, NULL, &c) ||
+		    ring_failpoint_set("pop_begin", RING_FP_STOP))
+			_exit(10);
+		(void)ring_pop(c, buf, sizeof(buf), 0);
+		_exit(12);
+	}
+	assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
+	assert_true(WIFSTOPPED(status));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (calls = 0; calls < 40; calls++) {
+		ret = ring_push(p, buf, 200, 30);
+		if (ret != -ETIMEDOUT)
+			break;
+	}
+	elapsed = ms_since(&t0);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(ret, -EDEADLK);
+	assert_true(elapsed >= 200 - 1);
+	assert_int_equal(ring_push(p, buf, 200, 30), -EOWNERDEAD);
 	ring_close(p);
 	close(fd);
 }
@@ -813,6 +902,7 @@ int main(void)
 		cmocka_unit_test(test_push_failpoints),
 		cmocka_unit_test(test_pop_failpoints),
 		cmocka_unit_test(test_producer_sees_stalled_then_dead_consumer),
+		cmocka_unit_test(test_stall_seen_across_short_waits),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_cross_process),
 		cmocka_unit_test(test_evloop_integration),

@@ -405,6 +405,144 @@ static void send_raw(int sock, const void *data, size_t len, const int *fds, int
 	assert_int_equal(sendmsg(sock, &mh, 0), (ssize_t)len);
 }
 
+/* Whatever max_msg an end accepts, it can write: every way of making a
+ * message end (pair, import, receive) either refuses a max_msg the socket
+ * cannot carry or sizes the socket so a max_msg message goes through. */
+static void check_carries(struct stream_end *w, int raw_peer, struct stream_end *peer, size_t max)
+{
+	char *m = calloc(1, max + 1);
+	ssize_t n;
+
+	assert_non_null(m);
+	m[0] = 'S';
+	m[max - 1] = 'E';
+	assert_int_equal(stream_set_timeouts(w, -1, LONG_WAIT_MS), 0);
+	assert_int_equal(stream_write(w, m, max), (ssize_t)max);
+	memset(m, 0, max);
+	if (peer)
+		n = stream_read(peer, m, max + 1);
+	else
+		n = recv(raw_peer, m, max + 1, MSG_DONTWAIT);
+	assert_int_equal(n, (ssize_t)max);
+	assert_true(m[0] == 'S' && m[max - 1] == 'E');
+	free(m);
+}
+
+static void test_max_msg_is_carried_or_refused(void **state)
+{
+	/* 1 MiB took the import and then failed the write; 16 MiB can never be
+	 * one AF_UNIX message; the others straddle the usual buffer limits. */
+	const size_t sizes[] = { 64u << 10, 300000, 1u << 20, (1u << 20) + 1, 4u << 20,
+				 5u << 20, 8u << 20, 16u << 20 };
+	struct { uint32_t magic, version, framing, max_msg; } msg = { 0x53454e44u, 1, 1, 0 };
+	int accepted = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		size_t max = sizes[i];
+		struct stream_end *a, *b, *got;
+		char d[96];
+		int sp[2], ctl[2], ret;
+
+		/* stream_pair */
+		ret = stream_pair(STREAM_MESSAGE, max, STREAM_BLOCKING, STREAM_BLOCKING, &a, &b);
+		if (ret == 0) {
+			check_carries(a, -1, b, max);
+			check_carries(b, -1, a, max);
+			stream_close(a);
+			stream_close(b);
+			accepted++;
+		} else {
+			assert_int_equal(ret, -EINVAL);
+		}
+
+		/* stream_import of a plain SOCK_SEQPACKET socket */
+		assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+		snprintf(d, sizeof(d), "stream:%d:m:%zu", sp[0], max);
+		ret = stream_import(d, STREAM_BLOCKING, &got);
+		if (ret == 0) {
+			check_carries(got, sp[1], NULL, max);
+			stream_close(got); /* owns sp[0] */
+			accepted++;
+		} else {
+			assert_int_equal(ret, -EINVAL);
+			close(sp[0]);
+		}
+		close(sp[1]);
+
+		/* stream_recv_end announcing max_msg next to a plain socket */
+		assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+		assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl), 0);
+		msg.max_msg = (uint32_t)max;
+		send_raw(ctl[0], &msg, sizeof(msg), &sp[0], 1);
+		close(sp[0]);
+		ret = stream_recv_end(ctl[1], STREAM_BLOCKING, &got);
+		if (ret == 0) {
+			check_carries(got, sp[1], NULL, max);
+			stream_close(got);
+			accepted++;
+		} else {
+			assert_int_equal(ret, -EBADMSG);
+		}
+		close(sp[1]);
+		close(ctl[0]);
+		close(ctl[1]);
+
+		/* The default size is always accepted, 16 MiB never. */
+		if (max == (64u << 10))
+			assert_int_equal(accepted, 3);
+		if (max == (16u << 20))
+			assert_int_equal(ret, -EBADMSG);
+	}
+}
+
+/* A queued message longer than the reader's buffer stays queued, even when it
+ * is also longer than this end's max_msg: a foreign writer on the socket, or
+ * a peer end that announced a larger limit. */
+static void test_oversized_message_stays_queued(void **state)
+{
+	struct stream_end *a, *b, *small, *big;
+	char d[96], buf[4096], m[3000];
+	int sp[2];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(m); i++)
+		m[i] = (char)(i * 7);
+	/* Foreign writer on the peer's socket, longer than max_msg by 1 and by a lot. */
+	for (int mode = 0; mode < 2; mode++) {
+		assert_int_equal(stream_pair(STREAM_MESSAGE, 256, STREAM_BLOCKING,
+					     mode ? STREAM_BLOCKING : STREAM_NONBLOCKING, &a, &b), 0);
+		assert_int_equal(send(stream_fd(a), m, 257, MSG_DONTWAIT), 257);
+		assert_int_equal(send(stream_fd(a), m, 1000, MSG_DONTWAIT), 1000);
+		assert_int_equal(stream_read(b, buf, 256), -EMSGSIZE);
+		assert_int_equal(stream_read(b, buf, 100), -EMSGSIZE);
+		assert_true(fd_readable(stream_read_notifier(b), 0));
+		assert_int_equal(stream_read(b, buf, 257), 257);
+		assert_memory_equal(buf, m, 257);
+		assert_int_equal(stream_read(b, buf, 256), -EMSGSIZE);
+		assert_int_equal(stream_read(b, buf, 999), -EMSGSIZE);
+		assert_int_equal(stream_read(b, buf, sizeof(buf)), 1000);
+		assert_memory_equal(buf, m, 1000);
+		assert_false(fd_readable(stream_read_notifier(b), 0));
+		stream_close(a);
+		stream_close(b);
+	}
+	/* Two ends of one socket pair announcing different limits. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+	snprintf(d, sizeof(d), "stream:%d:m:100", sp[0]);
+	assert_int_equal(stream_import(d, STREAM_NONBLOCKING, &small), 0);
+	snprintf(d, sizeof(d), "stream:%d:m:4000", sp[1]);
+	assert_int_equal(stream_import(d, STREAM_BLOCKING, &big), 0);
+	assert_int_equal(stream_write(big, m, sizeof(m)), (ssize_t)sizeof(m));
+	assert_int_equal(stream_read(small, buf, 100), -EMSGSIZE);
+	assert_int_equal(stream_read(small, buf, 2999), -EMSGSIZE);
+	assert_int_equal(stream_read(small, buf, sizeof(buf)), (ssize_t)sizeof(m));
+	assert_memory_equal(buf, m, sizeof(m));
+	assert_int_equal(stream_read(small, buf, sizeof(buf)), -EAGAIN);
+	stream_close(small);
+	stream_close(big);
+}
+
 static void test_recv_end_rejects_garbage(void **state)
 {
 	struct { uint32_t magic, version, framing, max_msg; } good = { 0x53454e44u, 1, 1, 64 }, m;
@@ -532,6 +670,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_hand_over_exec),
 		cmocka_unit_test(test_import_rejects_bad_descriptions),
 		cmocka_unit_test(test_recv_end_rejects_garbage),
+		cmocka_unit_test(test_max_msg_is_carried_or_refused),
+		cmocka_unit_test(test_oversized_message_stays_queued),
 		cmocka_unit_test(test_notifier_exact_under_race),
 	};
 
