@@ -31,7 +31,10 @@ SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno
 ASAN_CFLAGS := $(BASE_CFLAGS) -O1 -DVMM_TESTING $(SAN_FLAGS)
 TSAN_CFLAGS := $(BASE_CFLAGS) -O1 -DVMM_TESTING -fsanitize=thread
 FUZZ_CFLAGS := $(BASE_CFLAGS) -O1 -DVMM_TESTING -DVMM_FUZZING -fsanitize=fuzzer-no-link,address,undefined
-LIBS        := -pthread -luring
+# The API socket: libevent's evhttp (extra before core: it uses core), json-c, and
+# http-parser for `vmm ctl`'s responses (libevent 2.1's client cannot use a Unix socket).
+# libfdt: the snapshot state file is a flattened device tree (vmm/snapshot/format.h).
+LIBS        := -pthread -luring -levent_extra -levent_core -ljson-c -lhttp_parser -lfdt
 # vmm is one static binary: it runs on any x86_64 Linux host without its
 # libraries, and starts faster (no dynamic loading; tens of ms in an emulated host).
 VMM_LDFLAGS ?= -static-pie
@@ -113,7 +116,7 @@ unit: unit-plain unit-asan
 	tests/run-unit.sh $(BUILD)/test/bin $(BUILD)/asan/bin
 
 # Thread tests once under ThreadSanitizer.
-TSAN_TESTS ?= $(filter test_channel%,$(UNIT_NAMES))
+TSAN_TESTS ?= $(filter test_channel% test_virtio_blk test_virtio_net test_virtio_pci,$(UNIT_NAMES))
 tsan: $(TSAN_TESTS:%=$(BUILD)/tsan/bin/%)
 	tests/run-unit.sh $(BUILD)/tsan/bin
 
@@ -144,7 +147,12 @@ $(BUILD)/bench/channel: $(BUILD)/rel/bench/channel.o $(BUILD)/rel/libchannel.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)$(CC) $(REL_CFLAGS) -o $@ $^ $(LIBS)
 
-bench: setup all guest-images $(BUILD)/bench/channel
+# bench/pause.c: the client side of bench/pause.sh (vmm's API and QEMU's QMP).
+$(BUILD)/bench/pause: $(BUILD)/rel/bench/pause.o $(BUILD)/rel/libcore.a $(BUILD)/rel/libchannel.a
+	@mkdir -p $(@D)
+	$(call say,LD,$@)$(CC) $(REL_CFLAGS) -o $@ $^ $(LIBS)
+
+bench: setup all guest-images $(BUILD)/bench/channel $(BUILD)/bench/pause
 	BUILD=$(BUILD) bench/run.sh
 
 clean:

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "channel/evloop.h"
@@ -17,6 +18,17 @@
 
 #define BLK_IO_THREADS_MAX 4u
 #define BLK_IO_RING_MAX    4096u
+/* Zeroes written where fallocate cannot: per write, and writes in the ring at once. */
+#define BLK_IO_ZERO_CHUNK  (256u * 1024u)
+#define BLK_IO_ZERO_SLOTS  4u
+
+/* One chunk of a WRITE_ZEROES written out. */
+struct zero_write {
+	struct blk_io_req *req;    /* NULL: the slot is free */
+	uint64_t off;
+	uint32_t len;
+	bool queued;               /* its SQE is prepared; false: zero_pump (re)queues it */
+};
 
 struct blk_io {
 	enum blk_io_engine engine;
@@ -34,6 +46,10 @@ struct blk_io {
 	struct io_uring ring;
 	bool ring_ready;
 	unsigned unsubmitted;      /* SQEs prepared since the last submit */
+	unsigned in_ring;          /* SQEs prepared whose CQE is not reaped yet */
+	struct blk_io_req *backlog_head, *backlog_tail;  /* found the SQ full */
+	struct blk_io_req *zero_head, *zero_tail;        /* WRITE_ZEROES waiting for chunks */
+	struct zero_write zero[BLK_IO_ZERO_SLOTS];       /* chunks of zeroes being written */
 
 	/* thread pool */
 	pthread_mutex_t lock;
@@ -78,6 +94,27 @@ static bool unsupported(int err)
 	return err == -EOPNOTSUPP || err == -ENOTSUP || err == -ENOSYS || err == -EINVAL;
 }
 
+#ifdef VMM_TESTING
+static int test_falloc_err;
+
+void blk_io_test_fail_fallocate(int err)
+{
+	__atomic_store_n(&test_falloc_err, err, __ATOMIC_SEQ_CST);
+}
+
+/* The result a fallocate gets: the injected error, if any. */
+static int falloc_result(int res)
+{
+	int err = __atomic_load_n(&test_falloc_err, __ATOMIC_SEQ_CST);
+
+	return err ? -err : res;
+}
+#define falloc_injected() (__atomic_load_n(&test_falloc_err, __ATOMIC_SEQ_CST) != 0)
+#else
+#define falloc_result(res) (res)
+#define falloc_injected() false
+#endif
+
 /* fallocate mode for the request's current attempt. */
 static int falloc_mode(const struct blk_io_req *r)
 {
@@ -86,7 +123,7 @@ static int falloc_mode(const struct blk_io_req *r)
 	return FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 }
 
-/* Last resort for WRITE_ZEROES where fallocate cannot: write zero pages. */
+/* Last resort for WRITE_ZEROES where fallocate cannot, on a pool worker: write zero pages. */
 static int write_zeroes_sync(int fd, uint64_t off, uint64_t len)
 {
 	static const uint8_t zeroes[64 * 1024];
@@ -110,7 +147,8 @@ static int write_zeroes_sync(int fd, uint64_t off, uint64_t len)
 static int exec_falloc_sync(int fd, struct blk_io_req *r)
 {
 	for (;;) {
-		int ret = fallocate(fd, falloc_mode(r), (off_t)r->off, (off_t)r->len) ? -errno : 0;
+		int ret = falloc_injected() ? falloc_result(0)
+			  : fallocate(fd, falloc_mode(r), (off_t)r->off, (off_t)r->len) ? -errno : 0;
 
 		if (ret == -EINTR)
 			continue;
@@ -165,20 +203,41 @@ static void deliver(struct blk_io *io, struct blk_io_req *r)
 
 /* ---- io_uring ---------------------------------------------------------------- */
 
-static void uring_prep(struct blk_io *io, struct blk_io_req *r)
+/*
+ * Everything here runs on the thread that owns the engine (the event loop),
+ * so nothing may block or take long: no synchronous I/O. A WRITE_ZEROES that
+ * fallocate cannot do is written as zeroes from zero_chunk by queued writes,
+ * at most BLK_IO_ZERO_SLOTS chunks in the ring for the whole engine; a submit
+ * that the kernel runs inline therefore copies at most 1 MiB.
+ */
+static uint8_t zero_chunk[BLK_IO_ZERO_CHUNK];
+
+/* A free SQE (counted as prepared), or NULL when the SQ stays full after a submit. */
+static struct io_uring_sqe *uring_sqe(struct blk_io *io)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&io->ring);
 
-	if (!sqe) {
+	if (!sqe && io->unsubmitted) {
 		/* The SQ is sized for depth, but submit and retry rather than trust that. */
 		io_uring_submit(&io->ring);
 		io->unsubmitted = 0;
 		sqe = io_uring_get_sqe(&io->ring);
-		if (!sqe) {
-			r->result = exec_sync(io->fd, r);
-			list_append(&io->done_head, &io->done_tail, r);
-			return;
-		}
+	}
+	if (sqe) {
+		io->unsubmitted++;
+		io->in_ring++;
+	}
+	return sqe;
+}
+
+static void uring_prep(struct blk_io *io, struct blk_io_req *r)
+{
+	struct io_uring_sqe *sqe = uring_sqe(io);
+
+	if (!sqe) {
+		/* Prepared after the next completions make room; never run here instead. */
+		list_append(&io->backlog_head, &io->backlog_tail, r);
+		return;
 	}
 	switch (r->op) {
 	case BLK_IO_READ:
@@ -194,14 +253,111 @@ static void uring_prep(struct blk_io *io, struct blk_io_req *r)
 		break;
 	case BLK_IO_DISCARD:
 	case BLK_IO_WRITE_ZEROES:
-		io_uring_prep_fallocate(sqe, io->fd, falloc_mode(r), r->off, r->len);
+		if (falloc_injected())
+			io_uring_prep_nop(sqe);  /* its result is replaced in uring_result */
+		else
+			io_uring_prep_fallocate(sqe, io->fd, falloc_mode(r), r->off, r->len);
 		break;
 	}
 	io_uring_sqe_set_data(sqe, r);
-	io->unsubmitted++;
 }
 
-/* A CQE for r: true when r is finished (result set), false when resubmitted. */
+/* r's range is to be written as zeroes, chunk by chunk (zero_pump). */
+static void zero_start(struct blk_io *io, struct blk_io_req *r)
+{
+	r->done_bytes = 0;     /* bytes handed to chunks so far */
+	r->zero_pending = 0;   /* its chunks in the ring */
+	r->result = 0;
+	list_append(&io->zero_head, &io->zero_tail, r);
+}
+
+static void zero_pop(struct blk_io *io)
+{
+	io->zero_head = io->zero_head->next;
+	if (!io->zero_head)
+		io->zero_tail = NULL;
+}
+
+/* Give free slots the next chunks, and put every slot's write in the ring. */
+static void zero_pump(struct blk_io *io)
+{
+	for (unsigned i = 0; i < BLK_IO_ZERO_SLOTS; i++) {
+		struct zero_write *z = &io->zero[i];
+		struct io_uring_sqe *sqe;
+
+		if (!z->req && io->zero_head) {
+			struct blk_io_req *r = io->zero_head;
+
+			z->req = r;
+			z->off = r->off + r->done_bytes;
+			z->len = (uint32_t)MIN(r->len - r->done_bytes, (uint64_t)BLK_IO_ZERO_CHUNK);
+			z->queued = false;
+			r->done_bytes += z->len;
+			r->zero_pending++;
+			if (r->done_bytes == r->len)
+				zero_pop(io);
+		}
+		if (!z->req || z->queued)
+			continue;
+		sqe = uring_sqe(io);
+		if (!sqe)
+			return;
+		io_uring_prep_write(sqe, io->fd, zero_chunk, z->len, z->off);
+		io_uring_sqe_set_data(sqe, z);
+		z->queued = true;
+	}
+}
+
+/* The CQE of chunk z: its request when that is now finished, else NULL. */
+static struct blk_io_req *zero_result(struct blk_io *io, struct zero_write *z, int res)
+{
+	struct blk_io_req *r = z->req;
+
+	z->queued = false;
+	if (res == -EINTR || res == -EAGAIN)
+		return NULL;               /* zero_pump queues it again */
+	if (res > 0 && (uint32_t)res < z->len) {
+		z->off += (uint64_t)res;   /* short: the rest, likewise */
+		z->len -= (uint32_t)res;
+		return NULL;
+	}
+	if (res <= 0 && !r->result) {
+		r->result = res < 0 ? res : -EIO;
+		if (io->zero_head == r) {  /* hand out no more of it */
+			zero_pop(io);
+			r->done_bytes = r->len;
+		}
+	}
+	z->req = NULL;
+	if (--r->zero_pending || r->done_bytes < r->len)
+		return NULL;
+	return r;
+}
+
+/* A CQE's user data: one of the zero-write slots, or else a request. */
+static bool is_zero_write(const struct blk_io *io, const void *data)
+{
+	uintptr_t p = (uintptr_t)data, first = (uintptr_t)io->zero;
+
+	return p >= first && p < first + sizeof(io->zero);
+}
+
+/* After completions made room: the requests that found the SQ full, then the zero writes. */
+static void uring_refill(struct blk_io *io)
+{
+	struct blk_io_req *list = io->backlog_head;
+
+	io->backlog_head = io->backlog_tail = NULL;
+	while (list) {
+		struct blk_io_req *r = list;
+
+		list = r->next;
+		uring_prep(io, r);
+	}
+	zero_pump(io);
+}
+
+/* A CQE for r: true when r is finished (result set), false when it goes on. */
 static bool uring_result(struct blk_io *io, struct blk_io_req *r, int res)
 {
 	if (res == -EINTR || res == -EAGAIN) {
@@ -232,6 +388,7 @@ static bool uring_result(struct blk_io *io, struct blk_io_req *r, int res)
 		return true;
 	case BLK_IO_DISCARD:
 	case BLK_IO_WRITE_ZEROES:
+		res = falloc_result(res);
 		if (res >= 0 || !unsupported(res)) {
 			r->result = res < 0 ? res : 0;
 			return true;
@@ -245,8 +402,9 @@ static bool uring_result(struct blk_io *io, struct blk_io_req *r, int res)
 			uring_prep(io, r);
 			return false;
 		}
-		r->result = write_zeroes_sync(io->fd, r->off, r->len);
-		return true;
+		/* Neither zero range nor punch hole here (EOPNOTSUPP, or EINVAL: alignment). */
+		zero_start(io, r);
+		return false;
 	}
 	r->result = -EINVAL;
 	return true;
@@ -259,39 +417,39 @@ static unsigned uring_reap(struct blk_io *io, bool wait)
 
 	for (;;) {
 		struct io_uring_cqe *cqe;
-		int ret;
+		struct blk_io_req *r = NULL;
+		void *data;
+		int ret, res;
 
-		if (wait && finished == 0 && !io->done_head) {
-			/* Resubmissions queued above must reach the kernel before we sleep. */
-			if (io->unsubmitted) {
-				io_uring_submit(&io->ring);
+		uring_refill(io);
+		ret = io_uring_peek_cqe(&io->ring, &cqe);
+		if (ret == -EAGAIN && wait && finished == 0 && io->in_ring) {
+			/* What was prepared must reach the kernel before we sleep. */
+			ret = io_uring_submit_and_wait(&io->ring, 1);
+			if (ret >= 0)
 				io->unsubmitted = 0;
+			if (ret < 0 && ret != -EINTR) {
+				/* Not even submitted (no memory?): the caller is off the loop, retry soon. */
+				struct timespec ms = { 0, 1000000 };
+
+				nanosleep(&ms, NULL);
 			}
-			ret = io_uring_wait_cqe(&io->ring, &cqe);
-		} else
-			ret = io_uring_peek_cqe(&io->ring, &cqe);
-		if (ret == -EINTR)
 			continue;
+		}
 		if (ret < 0)
 			break;
-		struct blk_io_req *r = io_uring_cqe_get_data(cqe);
-		int res = cqe->res;
-
+		data = io_uring_cqe_get_data(cqe);
+		res = cqe->res;
 		io_uring_cqe_seen(&io->ring, cqe);
-		if (uring_result(io, r, res)) {
+		io->in_ring--;
+		if (is_zero_write(io, data))
+			r = zero_result(io, data, res);
+		else if (uring_result(io, data, res))
+			r = data;
+		if (r) {
 			deliver(io, r);
 			finished++;
 		}
-	}
-	/* Synchronous fallbacks taken in uring_prep. */
-	while (io->done_head) {
-		struct blk_io_req *r = io->done_head;
-
-		io->done_head = r->next;
-		if (!io->done_head)
-			io->done_tail = NULL;
-		deliver(io, r);
-		finished++;
 	}
 	if (io->unsubmitted) {
 		io_uring_submit(&io->ring);
@@ -420,7 +578,7 @@ int blk_io_create(struct blk_io **out, enum blk_io_engine engine, int fd, unsign
 	if (engine == BLK_IO_URING) {
 		unsigned entries = 1;
 
-		while (entries < depth && entries < BLK_IO_RING_MAX)
+		while (entries < depth + BLK_IO_ZERO_SLOTS && entries < BLK_IO_RING_MAX)
 			entries <<= 1;
 		/* CQ twice the SQ: every in-flight request fits, so the CQ never overflows. */
 		ret = io_uring_queue_init(entries, &io->ring, 0);
@@ -522,16 +680,10 @@ void blk_io_submit(struct blk_io *io, struct blk_io_req *req)
 void blk_io_kick(struct blk_io *io)
 {
 	if (io->engine == BLK_IO_URING) {
+		uring_refill(io);
 		if (io->unsubmitted) {
 			io_uring_submit(&io->ring);
 			io->unsubmitted = 0;
-		}
-		/* Requests that fell back to synchronous execution complete now. */
-		if (io->done_head) {
-			uint64_t one = 1;
-
-			if (write(io->efd, &one, sizeof(one)) < 0) {
-			}
 		}
 		return;
 	}

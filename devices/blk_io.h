@@ -18,6 +18,10 @@
  * The engine finishes a request entirely: short reads and writes are
  * resubmitted for the rest, and the result is 0 or a negative errno.
  * At most `depth` requests may be in flight; the caller enforces it.
+ * Nothing runs synchronously on the owner's thread: where fallocate cannot
+ * zero a range (EOPNOTSUPP, or EINVAL for an alignment the device refuses),
+ * io_uring writes zeroes in 256 KiB chunks, at most four in flight per
+ * engine; the thread pool writes them on a worker.
  */
 #ifndef DEVICES_BLK_IO_H
 #define DEVICES_BLK_IO_H
@@ -57,8 +61,9 @@ struct blk_io_req {
 	int result;            /* 0 or -errno */
 
 	/* Private to the engine. */
-	uint64_t done_bytes;
+	uint64_t done_bytes;   /* transferred; for zeroes written out, handed to chunks */
 	int attempt;           /* fallocate fallback step */
+	unsigned zero_pending; /* chunks of zeroes in flight */
 	struct blk_io_req *next;
 };
 
@@ -93,5 +98,14 @@ unsigned blk_io_inflight(const struct blk_io *io);
  * request and deliver done()/batch() on the calling thread.
  */
 void blk_io_drain(struct blk_io *io);
+
+#ifdef VMM_TESTING
+/*
+ * Make every fallocate (DISCARD, WRITE_ZEROES) of every engine fail with
+ * -err, as on a file system without it (EOPNOTSUPP) or a device that refuses
+ * the alignment (EINVAL); 0 lets the real fallocate run again.
+ */
+void blk_io_test_fail_fallocate(int err);
+#endif
 
 #endif

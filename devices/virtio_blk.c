@@ -2,10 +2,11 @@
  * virtio-blk device (virtio 1.2, 5.2): request parsing, config space and the
  * device hooks. The I/O itself runs in devices/blk_io.c.
  *
- * Per queue, a pool of vq->size requests is allocated at activate; a popped
- * chain lives in its request until the I/O completes and the chain is pushed
- * back. Used-ring updates and interrupts are batched: once per kick and once
- * per completion batch.
+ * Per queue, a pool of vq->size requests is allocated when the queue goes
+ * live (at activate, or later through queue_enable; a queue found enabled
+ * without one gets it on its first kick); a popped chain lives in its request
+ * until the I/O completes and the chain is pushed back. Used-ring updates and
+ * interrupts are batched: once per kick and once per completion batch.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "channel/evloop.h"
 #include "devices/blk_io.h"
 #include "devices/virtio_blk.h"
 #include "vmm/vm.h"
@@ -52,10 +54,12 @@ struct blk_dev {
 	struct virtio_blk_config cfg;
 	struct blk_io *io;
 
+	/* Written only while the loop does not touch the device (engine detached, kicks unwatched). */
 	bool active;           /* between activate and reset */
 	bool paused;
-	bool broken;           /* asked for a reset; process nothing until it comes */
 	bool dropping;         /* reset in progress: completions are not pushed */
+	bool broken;           /* asked for a reset; process nothing until it comes (loop) */
+	struct evloop_op resume_op;  /* after resume: look at every queue, on the loop */
 	struct blk_queue queues[VIRTIO_MAX_QUEUES];
 };
 
@@ -279,14 +283,21 @@ static bool handle_chain(struct blk_dev *blk, unsigned q, struct blk_req *req)
 	return true;
 }
 
+static int pool_create(struct blk_dev *blk, unsigned q);
+
 static void process_queue(struct blk_dev *blk, unsigned q)
 {
 	struct virtq *vq = &blk->vdev->vqs[q];
 	struct blk_queue *bq = &blk->queues[q];
 	int r;
 
-	if (!bq->reqs || blk->broken)
+	if (blk->broken || !virtq_is_enabled(vq))
 		return;
+	/* Enabled after DRIVER_OK without queue_enable: serve it all the same. */
+	if (!bq->reqs && pool_create(blk, q) < 0) {
+		blk_fail(blk, q, "no memory for the queue's requests");
+		return;
+	}
 	bq->starved = false;
 	do {
 		virtq_disable_notify(vq);
@@ -356,23 +367,60 @@ static void blk_queue_notify(struct virtio_dev *vdev, unsigned q)
 	flush_queues(blk);
 }
 
-static void free_pools(struct blk_dev *blk)
+/* Queue q's requests, none in flight. */
+static void pool_free(struct blk_dev *blk, unsigned q)
 {
-	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
-		struct blk_queue *bq = &blk->queues[q];
+	struct blk_queue *bq = &blk->queues[q];
 
-		for (unsigned i = 0; i < bq->nreqs; i++)
-			virtq_chain_destroy(&bq->reqs[i].chain);
-		free(bq->reqs);
-		memset(bq, 0, sizeof(*bq));
-	}
+	for (unsigned i = 0; i < bq->nreqs; i++)
+		virtq_chain_destroy(&bq->reqs[i].chain);
+	free(bq->reqs);
+	memset(bq, 0, sizeof(*bq));
 }
 
-/* Stop: no callback runs after this, nothing is in flight. */
+static void free_pools(struct blk_dev *blk)
+{
+	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
+		pool_free(blk, q);
+}
+
+/* One request per descriptor of enabled queue q: what the device needs to serve it. */
+static int pool_create(struct blk_dev *blk, unsigned q)
+{
+	struct virtq *vq = &blk->vdev->vqs[q];
+	struct blk_queue *bq = &blk->queues[q];
+	int ret;
+
+	if (bq->reqs)
+		return 0;
+	bq->reqs = calloc(vq->size, sizeof(*bq->reqs));
+	if (!bq->reqs)
+		return -ENOMEM;
+	for (unsigned i = 0; i < vq->size; i++) {
+		struct blk_req *req = &bq->reqs[i];
+
+		/* Room for a full chain plus buffers split across RAM regions. */
+		ret = virtq_chain_init(&req->chain, vq->size + GMEM_MAX_REGIONS);
+		if (ret < 0) {
+			pool_free(blk, q);
+			return ret;
+		}
+		bq->nreqs++;
+		req->blk = blk;
+		req->q = (uint16_t)q;
+		req_free(blk, req);
+	}
+	return 0;
+}
+
+/*
+ * Leave the loop: none of our callbacks runs after this, so the flags the
+ * caller sets next are not read there; it then drains what is in flight.
+ */
 static void quiesce(struct blk_dev *blk)
 {
+	evloop_op_cancel(&blk->resume_op);
 	blk_io_detach(blk->io);
-	blk_io_drain(blk->io);
 }
 
 static void blk_reset(struct virtio_dev *vdev)
@@ -380,8 +428,9 @@ static void blk_reset(struct virtio_dev *vdev)
 	struct blk_dev *blk = vdev->priv;
 
 	/* The transport resets the queues next: wait for in-flight I/O, push nothing. */
-	blk->dropping = true;
 	quiesce(blk);
+	blk->dropping = true;
+	blk_io_drain(blk->io);
 	blk->dropping = false;
 	free_pools(blk);
 	blk->active = false;
@@ -397,28 +446,11 @@ static int blk_activate(struct virtio_dev *vdev)
 	if (blk->active)
 		blk_reset(vdev);
 	for (unsigned q = 0; q < vdev->num_queues; q++) {
-		struct virtq *vq = &vdev->vqs[q];
-		struct blk_queue *bq = &blk->queues[q];
-
-		if (!virtq_is_enabled(vq))
+		if (!virtq_is_enabled(&vdev->vqs[q]))
 			continue;
-		bq->reqs = calloc(vq->size, sizeof(*bq->reqs));
-		if (!bq->reqs) {
-			ret = -ENOMEM;
+		ret = pool_create(blk, q);
+		if (ret < 0)
 			goto err_pools;
-		}
-		for (unsigned i = 0; i < vq->size; i++) {
-			struct blk_req *req = &bq->reqs[i];
-
-			/* Room for a full chain plus buffers split across RAM regions. */
-			ret = virtq_chain_init(&req->chain, vq->size + GMEM_MAX_REGIONS);
-			if (ret < 0)
-				goto err_pools;
-			bq->nreqs++;
-			req->blk = blk;
-			req->q = (uint16_t)q;
-			req_free(blk, req);
-		}
 	}
 	ret = blk_io_attach(blk->io, vdev->vm->loop);
 	if (ret < 0)
@@ -429,6 +461,21 @@ static int blk_activate(struct virtio_dev *vdev)
 err_pools:
 	free_pools(blk);
 	return ret;
+}
+
+/* Queue q went live after DRIVER_OK (the device is paused or not yet attached). */
+static int blk_queue_enable(struct virtio_dev *vdev, unsigned q)
+{
+	return pool_create(vdev->priv, q);
+}
+
+/*
+ * The driver reset queue q alone. The transport paused us first, and pause
+ * completes every request in flight, so none of q's is left: drop its pool.
+ */
+static void blk_queue_reset(struct virtio_dev *vdev, unsigned q)
+{
+	pool_free(vdev->priv, q);
 }
 
 static void blk_cfg_read(struct virtio_dev *vdev, uint32_t off, void *data, uint32_t len)
@@ -457,10 +504,26 @@ static int blk_pause(struct virtio_dev *vdev)
 
 	if (blk->paused)
 		return 0;
+	quiesce(blk);
 	blk->paused = true;
 	/* Completions of the in-flight requests are pushed and signalled here. */
-	quiesce(blk);
+	blk_io_drain(blk->io);
 	return 0;
+}
+
+/* Loop thread, after resume: kicks that came while paused may have been dropped. */
+static void blk_resume_op_done(struct evloop_op *op, int result, void *opaque)
+{
+	struct blk_dev *blk = opaque;
+
+	(void)op;
+	(void)result;
+	if (blk->paused || !blk->active)
+		return;
+	for (unsigned q = 0; q < blk->vdev->num_queues; q++)
+		process_queue(blk, q);
+	blk_io_kick(blk->io);
+	flush_queues(blk);
 }
 
 static int blk_resume(struct virtio_dev *vdev)
@@ -476,12 +539,11 @@ static int blk_resume(struct virtio_dev *vdev)
 	ret = blk_io_attach(blk->io, vdev->vm->loop);
 	if (ret < 0)
 		return ret;
-	/* Kicks that came while paused may have been dropped: look at every queue. */
-	for (unsigned q = 0; q < vdev->num_queues; q++)
-		process_queue(blk, q);
-	blk_io_kick(blk->io);
-	flush_queues(blk);
-	return 0;
+	/* The queues are looked at on the loop, which completions reach from now on. */
+	ret = evloop_op_start(vdev->vm->loop, &blk->resume_op, blk_resume_op_done, blk);
+	if (ret == 0)
+		evloop_op_complete(&blk->resume_op, 0);
+	return ret == -EBUSY ? 0 : ret;
 }
 
 static void blk_destroy(struct virtio_dev *vdev)
@@ -490,6 +552,7 @@ static void blk_destroy(struct virtio_dev *vdev)
 
 	if (!blk)
 		return;
+	quiesce(blk);
 	blk->dropping = true;
 	blk_io_destroy(blk->io);
 	free_pools(blk);
@@ -503,6 +566,8 @@ static const struct virtio_dev_ops virtio_blk_ops = {
 	.device_id = VIRTIO_ID_BLOCK,
 	.reset = blk_reset,
 	.activate = blk_activate,
+	.queue_enable = blk_queue_enable,
+	.queue_reset = blk_queue_reset,
 	.queue_notify = blk_queue_notify,
 	.cfg_read = blk_cfg_read,
 	.cfg_write = blk_cfg_write,

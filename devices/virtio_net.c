@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -36,6 +37,8 @@
 #define NET_RX_BUDGET 64u
 /* Publish the used ring at least this often while draining a long TX burst. */
 #define NET_TX_BATCH 32u
+/* Chains per TX callback; the rest of a long burst comes after the other callbacks. */
+#define NET_TX_BUDGET 64u
 /* Region splits can make more iovecs than descriptors. */
 #define NET_CHAIN_IOV (2u * VIRTIO_NET_QUEUE_SIZE)
 
@@ -59,6 +62,15 @@ struct net_dev {
 	bool tx_blocked;        /* the tap would block: waiting for EPOLLOUT */
 	bool tap_dead;          /* the tap reported an error or hang-up */
 	bool broken;            /* a queue failed; needs_reset was asked once */
+	/*
+	 * The tap's registration has one owner: the thread running the device's
+	 * lifecycle (activate, reset, pause, resume, destroy) adds and removes it.
+	 * The loop thread only changes its event mask, from the device's callbacks.
+	 * reg_lock covers the pointer and the mask, so a callback that runs before
+	 * evloop_fd_add() has returned finds them published; it is never held
+	 * across a removal, which waits for those callbacks.
+	 */
+	pthread_mutex_t reg_lock;
 	struct evloop_fd *reg;
 	uint32_t reg_events;
 	struct evloop_op kick_op;
@@ -90,7 +102,10 @@ static uint32_t net_wanted_events(const struct net_dev *net)
 {
 	uint32_t ev = 0;
 
-	if (net->tap_dead || net->broken)
+	/* Gone: edge-triggered and nothing asked, so its hang-up is not reported over and over. */
+	if (net->tap_dead)
+		return EPOLLET;
+	if (net->broken)
 		return 0;
 	if (!net->rx_stalled)
 		ev |= EPOLLIN;
@@ -99,56 +114,75 @@ static uint32_t net_wanted_events(const struct net_dev *net)
 	return ev;
 }
 
+/* Loop thread (or the lifecycle thread while nothing is registered). */
 static void net_update_events(struct net_dev *net)
 {
 	uint32_t ev = net_wanted_events(net);
-	int r;
+	int r = 0;
 
-	if (!net->reg || ev == net->reg_events)
-		return;
-	r = evloop_fd_modify(net->reg, ev);
-	if (r < 0) {
-		pr_err("%s: cannot change the tap's poll events: %s", net->vdev->id, strerror(-r));
-		return;
+	pthread_mutex_lock(&net->reg_lock);
+	if (net->reg && ev != net->reg_events) {
+		r = evloop_fd_modify(net->reg, ev);
+		if (r == 0)
+			net->reg_events = ev;
 	}
-	net->reg_events = ev;
+	pthread_mutex_unlock(&net->reg_lock);
+	if (r < 0)
+		pr_err("%s: cannot change the tap's poll events: %s", net->vdev->id, strerror(-r));
 }
 
+/* Lifecycle thread. */
 static int net_register(struct net_dev *net)
 {
 	struct vm *vm = net->vdev->vm;
 	uint32_t ev = net_wanted_events(net);
-	int r;
+	int r = 0;
 
-	if (net->reg || net->tap_dead)
+	if (net->tap_dead)
 		return 0;
-	r = evloop_fd_add(vm->loop, net->fd, ev, net_tap_event, net, &net->reg);
-	if (r < 0) {
-		pr_err("%s: cannot watch the tap: %s", net->vdev->id, strerror(-r));
-		return r;
+	pthread_mutex_lock(&net->reg_lock);
+	if (!net->reg) {
+		r = evloop_fd_add(vm->loop, net->fd, ev, net_tap_event, net, &net->reg);
+		if (r == 0)
+			net->reg_events = ev;
 	}
-	net->reg_events = ev;
-	return 0;
+	pthread_mutex_unlock(&net->reg_lock);
+	if (r < 0)
+		pr_err("%s: cannot watch the tap: %s", net->vdev->id, strerror(-r));
+	return r;
 }
 
+/*
+ * Lifecycle thread, kicks unwatched. On return none of our callbacks runs or
+ * will run: the tap's first (its callback may queue the catch-up op), then
+ * the op (which may queue itself again, but finds the tap gone).
+ */
 static void net_unregister(struct net_dev *net)
 {
-	evloop_fd_remove(net->reg);
+	struct evloop_fd *reg;
+
+	pthread_mutex_lock(&net->reg_lock);
+	reg = net->reg;
 	net->reg = NULL;
 	net->reg_events = 0;
+	pthread_mutex_unlock(&net->reg_lock);
+	evloop_fd_remove(reg);
 	evloop_op_cancel(&net->kick_op);
 }
 
-/* The tap failed or hung up: stop polling it for good (ERR/HUP would be reported forever). */
+/*
+ * Loop thread: the tap failed or hung up. Stop polling it for good, without
+ * removing the registration (its owner does, at reset or destroy): a level-
+ * triggered ERR/HUP would be reported for ever, an edge-triggered one once.
+ */
 static void net_tap_gone(struct net_dev *net, const char *why)
 {
+	/* Once per device: the tap never comes back. */
 	if (!net->tap_dead)
 		pr_err("%s: tap %s: %s; the link is down", net->vdev->id, net->ifname, why);
 	net->tap_dead = true;
 	net->tx_blocked = false;
-	evloop_fd_remove(net->reg);
-	net->reg = NULL;
-	net->reg_events = 0;
+	net_update_events(net);
 }
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -302,11 +336,20 @@ static int net_tx_one(struct net_dev *net, const struct virtq_chain *c)
 	return TX_DONE;
 }
 
+static void net_kick_op_done(struct evloop_op *op, int result, void *opaque);
+
+/* Loop thread: run the catch-up (both queues) after the callbacks ready now. */
+static void net_catch_up(struct net_dev *net)
+{
+	if (evloop_op_start(net->vdev->vm->loop, &net->kick_op, net_kick_op_done, net) == 0)
+		evloop_op_complete(&net->kick_op, 0);
+}
+
 static void net_tx_drain(struct net_dev *net)
 {
 	struct virtio_dev *vdev = net->vdev;
 	struct virtq *vq = &vdev->vqs[VIRTIO_NET_TXQ];
-	unsigned batch = 0;
+	unsigned batch = 0, sent = 0;
 	int r, res;
 
 	if (!net->active || net->paused || net->broken || net->tx_blocked)
@@ -340,6 +383,11 @@ static void net_tx_drain(struct net_dev *net)
 			if (++batch == NET_TX_BATCH) {
 				net_signal(net, VIRTIO_NET_TXQ);
 				batch = 0;
+			}
+			if (++sent == NET_TX_BUDGET) {
+				/* Kicks stay off until the rest is done. */
+				net_catch_up(net);
+				goto out;
 			}
 		}
 	} while (r == 0 && virtq_enable_notify(vq));
@@ -650,6 +698,38 @@ static int net_activate(struct virtio_dev *vdev)
 	return r;
 }
 
+/* The receive queue went live after DRIVER_OK: poll the tap for it (the device is paused). */
+static int net_queue_enable(struct virtio_dev *vdev, unsigned q)
+{
+	struct net_dev *net = to_net(vdev);
+
+	if (q == VIRTIO_NET_RXQ) {
+		net->rx_stalled = false;
+		/* While we are not stalled the driver need not kick after refilling. */
+		virtq_disable_notify(&vdev->vqs[VIRTIO_NET_RXQ]);
+	}
+	return 0;
+}
+
+/* The driver reset queue q alone (the device is paused): forget what was half done on it. */
+static void net_queue_reset(struct virtio_dev *vdev, unsigned q)
+{
+	struct net_dev *net = to_net(vdev);
+
+	if (q == VIRTIO_NET_TXQ) {
+		net->tx_blocked = false;   /* the chain kept for the tap went with the ring */
+		return;
+	}
+	/* A merged frame partly written into the old ring cannot be finished in the new one. */
+	if (net->rx_n) {
+		net->stats.rx_dropped++;
+		net->rx_pending = 0;
+		net->rx_n = 0;
+		net->rx_off = 0;
+	}
+	net->rx_stalled = false;
+}
+
 static void net_reset(struct virtio_dev *vdev)
 {
 	struct net_dev *net = to_net(vdev);
@@ -731,6 +811,7 @@ static void net_free(struct net_dev *net)
 	free(net->rx_heads);
 	free(net->rx_lens);
 	free(net->tx_iov);
+	pthread_mutex_destroy(&net->reg_lock);
 	free(net);
 }
 
@@ -750,6 +831,8 @@ static const struct virtio_dev_ops virtio_net_ops = {
 	.device_id = VIRTIO_ID_NET,
 	.reset = net_reset,
 	.activate = net_activate,
+	.queue_enable = net_queue_enable,
+	.queue_reset = net_queue_reset,
 	.queue_notify = net_queue_notify,
 	.cfg_read = net_cfg_read,
 	.cfg_write = net_cfg_write,
@@ -942,8 +1025,10 @@ static struct net_dev *net_alloc(void)
 {
 	struct net_dev *net = calloc(1, sizeof(*net));
 
-	if (net)
+	if (net) {
 		net->fd = -1;
+		pthread_mutex_init(&net->reg_lock, NULL);
+	}
 	return net;
 }
 

@@ -1,22 +1,31 @@
 /*
  * virtio-rng (virtio 1.2, 5.4): one request queue; every device-writable
  * buffer the driver offers is filled from the host's getrandom().
- * No config space, no device features, nothing in flight between kicks, so
- * pause/resume have nothing to do and save/load have no state to carry.
+ * No config space, no device features. The event loop is shared: one
+ * callback fills at most RNG_MAX_PER_CALL bytes, and the rest of a long ring
+ * waits for a continuation queued behind the other callbacks. That op is all
+ * there is in flight, so pause and reset cancel it, resume queues it again,
+ * and save/load have no state to carry.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
+#include "channel/evloop.h"
 #include "devices/virtio_kinds.h"
 #include "virtio/virtio_dev.h"
+#include "vmm/vm.h"
 
 #define RNG_QUEUE_SIZE   256
 #define RNG_MAX_PER_CHAIN (64 * KiB)  /* keeps one hostile chain from stalling the event loop */
+#define RNG_MAX_PER_CALL  (256 * KiB) /* and a ring of them: about 0.5 ms of getrandom */
 
 struct rng {
 	struct virtq_chain chain;
+	struct virtio_dev *vdev;
+	bool live;                    /* DRIVER_OK until reset (lifecycle thread) */
+	struct evloop_op more;        /* the rest of the ring, after the other callbacks */
 };
 
 /* Fill the writable part with up to RNG_MAX_PER_CHAIN random bytes; returns bytes written. */
@@ -44,10 +53,14 @@ static uint32_t rng_fill(const struct virtq_chain *c)
 	return done;
 }
 
+static void rng_more(struct evloop_op *op, int result, void *opaque);
+
+/* Event loop: fill what the driver offered, up to RNG_MAX_PER_CALL bytes this time. */
 static void rng_queue_notify(struct virtio_dev *vdev, unsigned q)
 {
 	struct rng *r = vdev->priv;
 	struct virtq *vq = &vdev->vqs[0];
+	uint32_t filled = 0;
 	int ret;
 
 	if (q != 0)
@@ -55,12 +68,52 @@ static void rng_queue_notify(struct virtio_dev *vdev, unsigned q)
 	do {
 		virtq_disable_notify(vq);
 		while ((ret = virtq_pop(vq, &r->chain)) > 0) {
-			if (virtq_push(vq, r->chain.head, rng_fill(&r->chain)))
+			uint32_t n = rng_fill(&r->chain);
+
+			if (virtq_push(vq, r->chain.head, n))
 				return;
+			filled += n;
+			if (filled >= RNG_MAX_PER_CALL) {
+				/* Kicks stay off; the rest comes after the other callbacks. */
+				if (evloop_op_start(vdev->vm->loop, &r->more, rng_more, r) == 0)
+					evloop_op_complete(&r->more, 0);
+				goto out;
+			}
 		}
 	} while (ret == 0 && virtq_enable_notify(vq));
 	/* A broken queue (ret < 0) has told the transport already. */
+out:
 	virtio_dev_flush(vdev, 0);
+}
+
+static void rng_more(struct evloop_op *op, int result, void *opaque)
+{
+	struct rng *r = opaque;
+
+	(void)op;
+	(void)result;
+	if (virtq_is_enabled(&r->vdev->vqs[0]))
+		rng_queue_notify(r->vdev, 0);
+}
+
+static int rng_activate(struct virtio_dev *vdev)
+{
+	((struct rng *)vdev->priv)->live = true;
+	return 0;
+}
+
+/* The continuation is the only thing in flight; on return it does not run. */
+static void rng_stop(struct virtio_dev *vdev)
+{
+	struct rng *r = vdev->priv;
+
+	evloop_op_cancel(&r->more);
+}
+
+static void rng_reset(struct virtio_dev *vdev)
+{
+	rng_stop(vdev);
+	((struct rng *)vdev->priv)->live = false;
 }
 
 static void rng_destroy(struct virtio_dev *vdev)
@@ -69,6 +122,7 @@ static void rng_destroy(struct virtio_dev *vdev)
 
 	if (!r)
 		return;
+	rng_stop(vdev);
 	virtq_chain_destroy(&r->chain);
 	free(r);
 	vdev->priv = NULL;
@@ -76,8 +130,22 @@ static void rng_destroy(struct virtio_dev *vdev)
 
 static int rng_pause(struct virtio_dev *vdev)
 {
-	(void)vdev;
-	return 0;  /* nothing in flight outside queue_notify */
+	rng_stop(vdev);
+	return 0;
+}
+
+/* A continuation cancelled by pause, or kicks that came meanwhile: look at the ring once. */
+static int rng_resume(struct virtio_dev *vdev)
+{
+	struct rng *r = vdev->priv;
+	int ret;
+
+	if (!r->live || !virtq_is_enabled(&vdev->vqs[0]))
+		return 0;
+	ret = evloop_op_start(vdev->vm->loop, &r->more, rng_more, r);
+	if (ret == 0)
+		evloop_op_complete(&r->more, 0);
+	return ret == -EBUSY ? 0 : ret;
 }
 
 static int rng_save(struct virtio_dev *vdev, void *buf, size_t len, size_t *used)
@@ -99,9 +167,11 @@ static int rng_load(struct virtio_dev *vdev, const void *buf, size_t len)
 static const struct virtio_dev_ops rng_ops = {
 	.name = "virtio-rng",
 	.device_id = VIRTIO_ID_RNG,
+	.reset = rng_reset,
+	.activate = rng_activate,
 	.queue_notify = rng_queue_notify,
 	.pause = rng_pause,
-	.resume = rng_pause,
+	.resume = rng_resume,
 	.save = rng_save,
 	.load = rng_load,
 	.destroy = rng_destroy,
@@ -123,6 +193,7 @@ static int rng_create(struct vm *vm, const char *args, struct virtio_dev *vdev, 
 		free(r);
 		return -ENOMEM;
 	}
+	r->vdev = vdev;
 	vdev->ops = &rng_ops;
 	vdev->priv = r;
 	vdev->vm = vm;

@@ -5,12 +5,12 @@ set -euo pipefail
 
 PACKAGES=(
 	build-essential make pkg-config
-	linux-libc-dev libfdt-dev libcmocka-dev liburing-dev
+	linux-libc-dev libfdt-dev libcmocka-dev liburing-dev libevent-dev libjson-c-dev libhttp-parser-dev
 	clang libfuzzer-14-dev libclang-rt-14-dev
 	acpica-tools
 	qemu-system-x86 qemu-utils
 	busybox-static cpio zstd xz-utils lz4 bzip2 kmod
-	e2fsprogs iproute2
+	e2fsprogs iproute2 curl
 )
 
 missing=()

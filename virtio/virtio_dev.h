@@ -6,8 +6,16 @@
  * Threads: cfg_read/cfg_write run on a vCPU thread (the transport holds the
  * device lock around them). queue_notify, and everything a device does with
  * its queues, runs on the VM's event-loop thread (vm->loop). reset, activate,
- * pause, resume, save and load are called by the transport with the event
- * loop not touching the device (kicks unregistered or the loop paused).
+ * queue_enable, queue_reset, pause, resume, save and load are called by the
+ * transport with the event loop not touching the device (kicks unregistered
+ * and, once live, the device paused).
+ *
+ * Queues may go live after DRIVER_OK: the driver enables a queue late, or
+ * re-enables one after resetting it alone (VIRTIO_F_RING_RESET, 2.6.1). The
+ * transport serves such a queue for every device: it pauses the device,
+ * enables the queue, calls queue_enable, resumes the device and watches the
+ * queue's kicks. A device must therefore never ignore an enabled queue: a
+ * kick on it gets used entries or DEVICE_NEEDS_RESET (with one log line).
  */
 #ifndef VIRTIO_VIRTIO_DEV_H
 #define VIRTIO_VIRTIO_DEV_H
@@ -33,6 +41,7 @@
 #define VIRTIO_F_VERSION_1         32
 #define VIRTIO_F_ACCESS_PLATFORM   33
 #define VIRTIO_F_RING_PACKED       34
+#define VIRTIO_F_RING_RESET        40
 
 /* Device status bits (2.1). */
 #define VIRTIO_STATUS_ACKNOWLEDGE  1
@@ -64,6 +73,20 @@ struct virtio_dev_ops {
 	 * NEEDS_RESET.
 	 */
 	int (*activate)(struct virtio_dev *vdev);
+	/*
+	 * Queue q went live after DRIVER_OK (a late enable, or a re-enable after
+	 * queue_reset); the queues enabled at DRIVER_OK are activate's. Return 0,
+	 * or -errno: the transport then disables the queue and sets NEEDS_RESET.
+	 * NULL: the device keeps nothing per queue beyond vdev->vqs[q].
+	 */
+	int (*queue_enable)(struct virtio_dev *vdev, unsigned q);
+	/*
+	 * The driver reset queue q alone (VIRTIO_F_RING_RESET, 2.6.1); it was
+	 * enabled, the device is live and paused. Forget everything about q,
+	 * pushing nothing more into it: the transport resets vdev->vqs[q] right
+	 * after. NULL: nothing per queue to forget.
+	 */
+	void (*queue_reset)(struct virtio_dev *vdev, unsigned q);
 	/* The driver kicked queue q (event-loop thread). */
 	void (*queue_notify)(struct virtio_dev *vdev, unsigned q);
 	/* Device-specific config space; off + len <= config_size is guaranteed. */
@@ -86,7 +109,7 @@ struct virtio_dev {
 	struct vm *vm;                 /* guest memory: &vm->mem; event loop: vm->loop */
 	char id[32];                   /* "blk0": for messages */
 
-	/* offered; the transport adds VERSION_1, RING_EVENT_IDX and INDIRECT_DESC */
+	/* offered; the transport adds VERSION_1, RING_EVENT_IDX, INDIRECT_DESC and RING_RESET */
 	uint64_t device_features;
 	uint64_t driver_features;      /* accepted by the driver, valid from activate() on */
 	uint32_t config_size;
@@ -110,6 +133,16 @@ struct virtio_dev {
 	/* A guest error: mark DEVICE_NEEDS_RESET and tell the driver. Logged once by the caller. */
 	void (*needs_reset)(struct virtio_dev *vdev);
 	void *transport;               /* the transport's own state */
+
+	/*
+	 * vhost-user: another process reads the queues' kick eventfds and writes
+	 * their irqfds itself. Set by the device's create(); the transport then
+	 * never watches kicks (queue_notify is not called) and hands out the fds
+	 * through the two hooks it sets (thread-safe; -1 when there is none).
+	 */
+	bool external_queues;
+	int (*queue_kick_fd)(struct virtio_dev *vdev, unsigned q);
+	int (*queue_call_fd)(struct virtio_dev *vdev, unsigned q);  /* the vector's irqfd */
 };
 
 /*

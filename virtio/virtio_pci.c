@@ -126,6 +126,17 @@ static void needs_reset(struct virtio_dev *vdev)
 	set_needs_reset(vdev->transport);
 }
 
+/* vhost-user (vdev->external_queues): the fds a back-end process uses directly. */
+static int queue_kick_fd(struct virtio_dev *vdev, unsigned q)
+{
+	return virtio_pci_queue_kick_fd(vdev->transport, q);
+}
+
+static int queue_call_fd(struct virtio_dev *vdev, unsigned q)
+{
+	return virtio_pci_queue_call_fd(vdev->transport, q);
+}
+
 /* The virtqueue turned broken; it has logged why. */
 static void vq_error(struct virtq *vq, int err, void *opaque)
 {
@@ -156,7 +167,8 @@ static int watch_queue(struct virtio_pci *vp, unsigned q)
 	struct virtio_pci_queue *pq = &vp->queues[q];
 	int ret;
 
-	if (pq->watch || vp->paused)
+	/* vhost-user: the back-end reads the kicks itself (vdev->external_queues). */
+	if (pq->watch || vp->paused || vp->vdev->external_queues)
 		return 0;
 	ret = evloop_fd_add(vp->loop, notifier_fd(&pq->kick), EPOLLIN, kick_ready, pq, &pq->watch);
 	if (ret)
@@ -171,6 +183,57 @@ static void unwatch_queues(struct virtio_pci *vp)
 		evloop_fd_remove(vp->queues[q].watch);
 		vp->queues[q].watch = NULL;
 	}
+}
+
+/* Caller holds lock. Watch the kicks of every enabled queue again (live, not paused). */
+static int rewatch_queues(struct virtio_pci *vp)
+{
+	for (unsigned q = 0; vp->live && !vp->paused && q < vp->vdev->num_queues; q++) {
+		if (virtq_is_enabled(&vp->vdev->vqs[q])) {
+			int ret = watch_queue(vp, q);
+
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Caller holds lock; the device is live. Make it still for a change to one
+ * queue, as reset and activate find it: kick handlers removed, then the
+ * device paused (its own event sources stopped, work in flight completed).
+ */
+static int quiesce(struct virtio_pci *vp)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	int ret;
+
+	unwatch_queues(vp);
+	if (vp->paused || !vdev->ops->pause)
+		return 0;   /* virtio_pci_pause() did it already, or nothing runs */
+	ret = vdev->ops->pause(vdev);
+	if (ret)
+		pr_guest_err("%s: pausing the device for a queue change failed: %s", vp->name,
+			     strerror(-ret));
+	return ret;
+}
+
+/* Caller holds lock. Back from quiesce(): device resumed, kicks watched. Errors: NEEDS_RESET. */
+static void unquiesce(struct virtio_pci *vp, bool resume)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	int ret = 0;
+
+	if (vp->paused)
+		return;     /* virtio_pci_resume() will */
+	if (resume && vdev->ops->resume)
+		ret = vdev->ops->resume(vdev);
+	if (ret)
+		pr_guest_err("%s: resuming the device after a queue change failed: %s", vp->name,
+			     strerror(-ret));
+	if (ret || rewatch_queues(vp))
+		set_needs_reset(vp);
 }
 
 static void assign_ioeventfds(struct virtio_pci *vp, uint64_t notify_addr, bool assign)
@@ -385,17 +448,83 @@ static void queue_enable(struct virtio_pci *vp, unsigned q, uint64_t v)
 		pr_guest_err("%s: queue %u enabled before FEATURES_OK; ignored", vp->name, q);
 		return;
 	}
-	ret = virtq_enable(vq, vp->driver_features);
-	if (ret) {
-		pr_guest_err("%s: queue %u cannot be enabled (size %u, desc %#llx, driver %#llx, "
-			     "device %#llx): %s", vp->name, q, vq->size,
-			     (unsigned long long)vq->desc_gpa, (unsigned long long)vq->avail_gpa,
-			     (unsigned long long)vq->used_gpa, strerror(-ret));
-		set_needs_reset(vp);
+	if (!vp->live) {
+		/* Before DRIVER_OK (or after activate failed): activate() will see it. */
+		ret = virtq_enable(vq, vp->driver_features);
+		if (ret)
+			goto err_enable;
 		return;
 	}
-	if (vp->live && watch_queue(vp, q))
+	/*
+	 * After DRIVER_OK: a late enable, or a re-enable after queue_reset. Served
+	 * the same way for every device: the queue changes under no one's feet,
+	 * the device is told, and its kicks are watched like the others'.
+	 */
+	if (quiesce(vp)) {
+		pr_guest_err("%s: queue %u enabled after DRIVER_OK could not be started; "
+			     "device needs reset", vp->name, q);
 		set_needs_reset(vp);
+		unquiesce(vp, false);
+		return;
+	}
+	ret = virtq_enable(vq, vp->driver_features);
+	if (ret) {
+		unquiesce(vp, true);
+		goto err_enable;
+	}
+	ret = vp->vdev->ops->queue_enable ? vp->vdev->ops->queue_enable(vp->vdev, q) : 0;
+	if (ret) {
+		pr_guest_err("%s: queue %u enabled after DRIVER_OK: the device refused it (%s); "
+			     "device needs reset", vp->name, q, strerror(-ret));
+		virtq_reset(vq);
+		set_needs_reset(vp);
+	}
+	unquiesce(vp, true);
+	return;
+
+err_enable:
+	pr_guest_err("%s: queue %u cannot be enabled (size %u, desc %#llx, driver %#llx, "
+		     "device %#llx): %s", vp->name, q, vq->size, (unsigned long long)vq->desc_gpa,
+		     (unsigned long long)vq->avail_gpa, (unsigned long long)vq->used_gpa,
+		     strerror(-ret));
+	set_needs_reset(vp);
+}
+
+/*
+ * queue_reset = 1 (VIRTIO_F_RING_RESET, 2.6.1 and 4.1.4.3.2): reset queue q
+ * alone, at once; it then reads queue_reset 0 and queue_enable 0, with the
+ * default size, addresses and vector, until the driver enables it again.
+ */
+static void queue_reset(struct virtio_pci *vp, unsigned q, uint64_t v)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	struct virtq *vq = &vdev->vqs[q];
+	bool live = vp->live;
+
+	if (!virtio_has_feature(vdev, VIRTIO_F_RING_RESET)) {
+		pr_guest_err("%s: queue_reset written without VIRTIO_F_RING_RESET; ignored", vp->name);
+		return;
+	}
+	if (v != 1) {
+		pr_guest_err("%s: queue_reset %llu for queue %u; only 1 is allowed", vp->name,
+			     (unsigned long long)v, q);
+		return;
+	}
+	if (live && quiesce(vp)) {
+		pr_guest_err("%s: queue %u could not be reset; device needs reset", vp->name, q);
+		set_needs_reset(vp);
+		unquiesce(vp, false);
+		return;
+	}
+	if (live && virtq_is_enabled(vq) && vdev->ops->queue_reset)
+		vdev->ops->queue_reset(vdev, q);
+	virtq_reset(vq);
+	notifier_reset(&vp->queues[q].kick);
+	pthread_mutex_lock(&vp->msix_lock);
+	vp->queues[q].msix_vector = VIRTIO_MSI_NO_VECTOR;
+	pthread_mutex_unlock(&vp->msix_lock);
+	if (live)
+		unquiesce(vp, true);
 }
 
 void virtio_pci_common_write(struct virtio_pci *vp, uint32_t off, const uint8_t *data,
@@ -422,6 +551,7 @@ void virtio_pci_common_write(struct virtio_pci *vp, uint32_t off, const uint8_t 
 	case VIRTIO_PCI_COMMON_Q_SIZE:
 	case VIRTIO_PCI_COMMON_Q_MSIX:
 	case VIRTIO_PCI_COMMON_Q_ENABLE:
+	case VIRTIO_PCI_COMMON_Q_RESET:
 		width_ok = len == 2;
 		break;
 	case VIRTIO_PCI_COMMON_Q_DESCLO:
@@ -435,7 +565,7 @@ void virtio_pci_common_write(struct virtio_pci *vp, uint32_t off, const uint8_t 
 		width_ok = len == 4;
 		break;
 	default:
-		/* Read-only fields, padding and queue_reset (VIRTIO_F_RING_RESET not offered). */
+		/* Read-only fields and padding. */
 		pr_guest_err("%s: write of %u bytes to read-only common config offset %#x; ignored",
 			     vp->name, len, off);
 		goto out;
@@ -497,6 +627,9 @@ void virtio_pci_common_write(struct virtio_pci *vp, uint32_t off, const uint8_t 
 			break;
 		case VIRTIO_PCI_COMMON_Q_ENABLE:
 			queue_enable(vp, qs, v);
+			break;
+		case VIRTIO_PCI_COMMON_Q_RESET:
+			queue_reset(vp, qs, v);
 			break;
 		case VIRTIO_PCI_COMMON_Q_DESCLO:
 		case VIRTIO_PCI_COMMON_Q_DESCHI:
@@ -849,7 +982,8 @@ int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, struct pci_b
 		return ret;
 	}
 	vp->offered = vdev->device_features | 1ULL << VIRTIO_F_VERSION_1 |
-		      1ULL << VIRTIO_F_EVENT_IDX | 1ULL << VIRTIO_F_INDIRECT_DESC;
+		      1ULL << VIRTIO_F_EVENT_IDX | 1ULL << VIRTIO_F_INDIRECT_DESC |
+		      1ULL << VIRTIO_F_RING_RESET;
 	vp->config_vector = VIRTIO_MSI_NO_VECTOR;
 	vp->nvec = vdev->num_queues + 1;
 	pthread_mutex_init(&vp->lock, NULL);
@@ -859,6 +993,8 @@ int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, struct pci_b
 	vdev->signal_used = signal_used;
 	vdev->signal_config = signal_config;
 	vdev->needs_reset = needs_reset;
+	vdev->queue_kick_fd = queue_kick_fd;
+	vdev->queue_call_fd = queue_call_fd;
 
 	for (q = 0; q < vdev->num_queues; q++) {
 		struct virtio_pci_queue *pq = &vp->queues[q];

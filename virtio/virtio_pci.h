@@ -16,7 +16,17 @@
  * GSI with irqfd. Masked vectors collect a pending bit in the PBA instead.
  * Kicks: each queue has an eventfd registered with KVM as an ioeventfd on
  * its 2-byte notify address, so a kick costs no exit to userspace; the
- * eventfd is watched by the VM's event loop from DRIVER_OK until reset.
+ * eventfd is watched by the VM's event loop while the queue is enabled and
+ * the device live (DRIVER_OK until reset).
+ *
+ * Queues after DRIVER_OK, the same rule for every device: a queue enabled
+ * late (or re-enabled after its own reset, VIRTIO_F_RING_RESET, offered to
+ * every driver) is served. The transport pauses the device (kicks unwatched,
+ * ops->pause), enables the queue, calls ops->queue_enable, resumes it and
+ * watches the kicks; a refusal disables the queue and sets NEEDS_RESET with
+ * one log line. queue_reset = 1 likewise pauses, calls ops->queue_reset,
+ * resets the queue to its defaults (vector NO_VECTOR) and resumes; the reset
+ * is complete when the write returns, so queue_reset always reads 0.
  *
  * Threads and locks: `lock` guards the common configuration (status,
  * features, queue setup) and is taken by vCPU threads; a reset holds it while

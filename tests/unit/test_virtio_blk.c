@@ -13,12 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "channel/evloop.h"
+#include "devices/blk_io.h"
 #include "devices/virtio_blk.h"
 #include "virtio/virtqueue.h"
 #include "vmm/gmem.h"
@@ -78,20 +84,24 @@ static uint8_t pattern(uint64_t sector, unsigned i)
 
 /* ---- transport side ---------------------------------------------------------- */
 
+static void enable_queue(struct fx *f, unsigned q, uint64_t features)
+{
+	struct virtq *vq = &f->vdev.vqs[q];
+
+	virtq_reset(vq);
+	vq->size = QSIZE;
+	vq->desc_gpa = RING_GPA(q);
+	vq->avail_gpa = RING_GPA(q) + 0x1000;
+	vq->used_gpa = RING_GPA(q) + 0x2000;
+	memset(hva(f, RING_GPA(q)), 0, 0x3000);
+	assert_int_equal(virtq_enable(vq, features), 0);
+	f->avail_idx[q] = f->used_seen[q] = f->next_desc[q] = 0;
+}
+
 static void enable_queues(struct fx *f, uint64_t features)
 {
-	for (unsigned q = 0; q < f->vdev.num_queues && q < NQ; q++) {
-		struct virtq *vq = &f->vdev.vqs[q];
-
-		virtq_reset(vq);
-		vq->size = QSIZE;
-		vq->desc_gpa = RING_GPA(q);
-		vq->avail_gpa = RING_GPA(q) + 0x1000;
-		vq->used_gpa = RING_GPA(q) + 0x2000;
-		memset(hva(f, RING_GPA(q)), 0, 0x3000);
-		assert_int_equal(virtq_enable(vq, features), 0);
-		f->avail_idx[q] = f->used_seen[q] = f->next_desc[q] = 0;
-	}
+	for (unsigned q = 0; q < f->vdev.num_queues && q < NQ; q++)
+		enable_queue(f, q, features);
 	f->vdev.driver_features = features;
 }
 
@@ -177,6 +187,7 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 
+	blk_io_test_fail_fallocate(0);   /* whatever a failed test left */
 	if (f->vdev.ops)
 		f->vdev.ops->destroy(&f->vdev);
 	evloop_destroy(f->vm.loop);
@@ -1158,9 +1169,325 @@ static void test_image_lock(void **state)
 	expect_create_error(f, args, "in use");
 }
 
+/* ---- queues that go live after DRIVER_OK ---------------------------------------------- */
+
+/*
+ * The driver enables queue 1 only after DRIVER_OK. Its requests are served
+ * like queue 0's: never ignored (no used entry, no reset request) for ever.
+ */
+static void test_late_enabled_queue(void **state)
+{
+	struct fx *f = *state;
+	uint64_t features;
+	char err[256] = "";
+
+	assert_int_equal(create_dev(f, "", err, sizeof(err)), 0);
+	f->vdev.signal_used = fake_signal_used;
+	f->vdev.needs_reset = fake_needs_reset;
+	for (unsigned q = 0; q < NQ; q++)
+		assert_int_equal(virtq_init(&f->vdev.vqs[q], &f->vm.mem, "blk.q", f->vdev.queue_max_size), 0);
+	features = f->vdev.device_features | (1ull << VIRTIO_F_VERSION_1);
+	f->vdev.driver_features = features;
+	enable_queue(f, 0, features);
+	assert_int_equal(f->vdev.ops->activate(&f->vdev), 0);
+	assert_int_equal(simple_req(f, 0, VIRTIO_BLK_T_IN, 4, 512, true, NULL), VIRTIO_BLK_S_OK);
+
+	/* Late, and kicked straight away, as a driver may do. */
+	enable_queue(f, 1, features);
+	assert_int_equal(simple_req(f, 1, VIRTIO_BLK_T_IN, 33, 1024, true, NULL), VIRTIO_BLK_S_OK);
+	check_pattern(hva(f, DATA_GPA), 33, 2);
+	assert_true(f->signals[1] >= 1);
+	assert_int_equal(simple_req(f, 1, VIRTIO_BLK_T_FLUSH, 0, 0, false, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(simple_req(f, 0, VIRTIO_BLK_T_IN, 5, 512, true, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(f->resets, 0);
+	/* And a reset still takes both queues down cleanly. */
+	check_recovers(f);
+}
+
+/* The transport's path: queue_enable after DRIVER_OK, and queue_reset (VIRTIO_F_RING_RESET). */
+static void test_queue_enable_and_reset_hooks(void **state)
+{
+	struct fx *f = *state;
+	uint64_t features = f->vdev.driver_features;
+
+	assert_non_null(f->vdev.ops->queue_enable);
+	assert_non_null(f->vdev.ops->queue_reset);
+	assert_int_equal(simple_req(f, 1, VIRTIO_BLK_T_IN, 6, 512, true, NULL), VIRTIO_BLK_S_OK);
+	/* Requests in flight on both queues; the transport pauses the device, then resets queue 1. */
+	offer_reads(f, 4);
+	for (unsigned i = 0; i < 3; i++) {
+		struct seg segs[] = {
+			{ HDR_GPA + 0x400 + 16 * i, 16, false },
+			{ DATA_GPA + 0x40000 + 0x1000 * i, 4096, true },
+			{ STATUS_GPA + 0x400 + i, 1, true },
+		};
+
+		put_hdr(f, HDR_GPA + 0x400 + 16 * i, VIRTIO_BLK_T_IN, 100 + 8 * i);
+		offer(f, 1, segs, 3);
+	}
+	kick(f, 0);
+	kick(f, 1);
+	assert_int_equal(f->vdev.ops->pause(&f->vdev), 0);
+	assert_int_equal(used_idx(f, 0), 4);   /* pause completes what was in flight */
+	f->vdev.ops->queue_reset(&f->vdev, 1);
+	virtq_reset(&f->vdev.vqs[1]);
+	assert_int_equal(f->vdev.ops->resume(&f->vdev), 0);
+	settle(f);
+	/* Queue 0 goes on; queue 1 is served again once re-enabled, from index 0. */
+	f->used_seen[0] = 4;
+	assert_int_equal(simple_req(f, 0, VIRTIO_BLK_T_IN, 7, 512, true, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(f->vdev.ops->pause(&f->vdev), 0);
+	enable_queue(f, 1, features);
+	assert_int_equal(f->vdev.ops->queue_enable(&f->vdev, 1), 0);
+	assert_int_equal(f->vdev.ops->resume(&f->vdev), 0);
+	assert_int_equal(simple_req(f, 1, VIRTIO_BLK_T_IN, 9, 512, true, NULL), VIRTIO_BLK_S_OK);
+	check_pattern(hva(f, DATA_GPA), 9, 1);
+	assert_int_equal(used_idx(f, 1), 1);
+	assert_int_equal(f->resets, 0);
+}
+
+/* ---- WRITE_ZEROES where fallocate cannot: the event loop keeps its beat --------------- */
+
+#define BIG_MIB      132u
+#define ZERO_MIB     64u
+#define MARK         4096u
+/* The most loop-thread CPU time between two beats: a few chunks' worth, sanitizers slower. */
+#if defined(__SANITIZE_THREAD__)
+#define BEAT_CPU_MAX_NS 20000000ull
+#elif defined(__SANITIZE_ADDRESS__)
+#define BEAT_CPU_MAX_NS 10000000ull
+#else
+#define BEAT_CPU_MAX_NS 5000000ull
+#endif
+
+/* The loop on a thread of its own, as in the VMM, with a 1 ms heartbeat timer and a kick. */
+struct beat {
+	struct fx *f;
+	pthread_t thread;
+	struct evloop_timer *timer;
+	struct evloop_fd *kick_reg;
+	int kick_fd;
+	uint64_t last_ns, last_cpu_ns;
+	uint64_t max_gap_ns;       /* wall time between two beats */
+	uint64_t max_cpu_ns;       /* loop-thread CPU time between two beats: blind to preemption */
+	unsigned beats;
+	uint16_t want_used;        /* queue 0's used index the test waits for */
+	bool done;                 /* seen by the loop thread, which writes the ring */
+};
+
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void beat_fn(void *opaque, uint64_t expirations)
+{
+	struct beat *b = opaque;
+	uint64_t now = monotonic_ns(), cpu = thread_cpu_ns();
+
+	(void)expirations;
+	if (__atomic_fetch_add(&b->beats, 1, __ATOMIC_RELAXED)) {
+		b->max_gap_ns = MAX(b->max_gap_ns, now - b->last_ns);
+		b->max_cpu_ns = MAX(b->max_cpu_ns, cpu - b->last_cpu_ns);
+	}
+	b->last_ns = now;
+	b->last_cpu_ns = cpu;
+	if (b->want_used && used_idx(b->f, 0) == b->want_used)
+		__atomic_store_n(&b->done, true, __ATOMIC_RELEASE);
+}
+
+static void beat_kick(void *opaque, int fd, uint32_t events)
+{
+	struct beat *b = opaque;
+	uint64_t v;
+
+	(void)events;
+	if (read(fd, &v, sizeof(v)) == sizeof(v))
+		b->f->vdev.ops->queue_notify(&b->f->vdev, 0);
+}
+
+static void *beat_loop(void *arg)
+{
+	struct beat *b = arg;
+
+	assert_int_equal(evloop_run(b->f->vm.loop), 0);
+	return NULL;
+}
+
+static void beat_start(struct beat *b, struct fx *f, uint16_t want_used)
+{
+	memset(b, 0, sizeof(*b));
+	b->f = f;
+	b->want_used = want_used;
+	b->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	assert_true(b->kick_fd >= 0);
+	assert_int_equal(evloop_fd_add(f->vm.loop, b->kick_fd, EPOLLIN, beat_kick, b, &b->kick_reg), 0);
+	assert_int_equal(evloop_timer_add(f->vm.loop, beat_fn, b, &b->timer), 0);
+	assert_int_equal(evloop_timer_arm(b->timer, 1000000, 1000000), 0);
+	assert_int_equal(pthread_create(&b->thread, NULL, beat_loop, b), 0);
+}
+
+static void beat_stop(struct beat *b)
+{
+	evloop_stop(b->f->vm.loop);
+	assert_int_equal(pthread_join(b->thread, NULL), 0);
+	evloop_timer_remove(b->timer);
+	evloop_fd_remove(b->kick_reg);
+	close(b->kick_fd);
+}
+
+/* Replace the fixture's image by a sparse one of BIG_MIB in dir, with markers around two ranges. */
+static void big_image(struct fx *f, const char *dir)
+{
+	uint8_t mark[MARK];
+
+	close(f->img);
+	unlink(f->path);
+	snprintf(f->path, sizeof(f->path), "%s/test_virtio_blk_big.XXXXXX", dir);
+	f->img = mkstemp(f->path);
+	assert_true(f->img >= 0);
+	assert_int_equal(ftruncate(f->img, (off_t)(BIG_MIB * MiB)), 0);
+	memset(mark, 0x5a, sizeof(mark));
+	/* Inside both ranges (first, middle, last 4 KiB) and just outside them. */
+	static const uint64_t at[] = { 1 * MiB - MARK, 1 * MiB, 33 * MiB, 65 * MiB - MARK, 65 * MiB,
+				       66 * MiB - MARK, 66 * MiB, 98 * MiB, 130 * MiB - MARK, 130 * MiB };
+	for (unsigned i = 0; i < ARRAY_SIZE(at); i++)
+		assert_int_equal(pwrite(f->img, mark, sizeof(mark), (off_t)at[i]), (ssize_t)sizeof(mark));
+}
+
+/*
+ * Two 64 MiB WRITE_ZEROES on an image whose file system has no fallocate:
+ * the zeroes are written, and no request holds the shared loop for more than
+ * about a millisecond (a 1 ms heartbeat on the same loop keeps beating).
+ */
+static void zeroes_keep_the_beat(struct fx *f, const char *dir)
+{
+	static const uint64_t start[2] = { 1 * MiB, 66 * MiB };
+	struct beat b;
+	uint8_t buf[MARK], zero[MARK] = { 0 };
+	uint64_t deadline;
+
+	big_image(f, dir);
+	start_dev(f, "");
+	for (unsigned i = 0; i < 2; i++) {
+		struct virtio_blk_discard_write_zeroes seg = {
+			.sector = cpu_to_le64(start[i] / 512),
+			.num_sectors = cpu_to_le32(ZERO_MIB * MiB / 512),
+		};
+		struct seg segs[] = {
+			{ HDR_GPA + 16 * i, 16, false },
+			{ DATA_GPA + 16 * i, 16, false },
+			{ STATUS_GPA + i, 1, true },
+		};
+
+		put_hdr(f, HDR_GPA + 16 * i, VIRTIO_BLK_T_WRITE_ZEROES, 0);
+		assert_int_equal(gmem_write(&f->vm.mem, DATA_GPA + 16 * i, &seg, sizeof(seg)), 0);
+		*(uint8_t *)hva(f, STATUS_GPA + i) = 0xee;
+		offer(f, 0, segs, 3);
+	}
+	beat_start(&b, f, 2);
+	/* Let the beat settle, then kick from "the vCPU". */
+	while (__atomic_load_n(&b.beats, __ATOMIC_RELAXED) < 3)
+		sched_yield();
+	{
+		uint64_t one = 1;
+
+		assert_int_equal(write(b.kick_fd, &one, sizeof(one)), (ssize_t)sizeof(one));
+	}
+	deadline = monotonic_ns() + 20000000000ull;
+	while (!__atomic_load_n(&b.done, __ATOMIC_ACQUIRE) && monotonic_ns() < deadline) {
+		struct timespec ms = { 0, 1000000 };
+
+		nanosleep(&ms, NULL);
+	}
+	beat_stop(&b);
+	assert_int_equal(used_idx(f, 0), 2);
+	for (unsigned i = 0; i < 2; i++)
+		assert_int_equal(*(uint8_t *)hva(f, STATUS_GPA + i), VIRTIO_BLK_S_OK);
+	for (unsigned i = 0; i < 2; i++) {
+		static const uint64_t in[] = { 0, 32 * MiB, ZERO_MIB * MiB - MARK };
+
+		for (unsigned k = 0; k < ARRAY_SIZE(in); k++) {
+			read_image(f, start[i] + in[k], buf, sizeof(buf));
+			assert_memory_equal(buf, zero, sizeof(buf));
+		}
+		read_image(f, start[i] - MARK, buf, sizeof(buf));
+		assert_int_equal(buf[0], 0x5a);
+		assert_int_equal(buf[MARK - 1], 0x5a);
+		read_image(f, start[i] + ZERO_MIB * MiB, buf, sizeof(buf));
+		assert_int_equal(buf[0], 0x5a);
+	}
+	assert_int_equal(f->resets, 0);
+	if (b.max_cpu_ns > BEAT_CPU_MAX_NS)
+		fail_msg("the loop thread ran %.1f ms between two 1 ms beats (longest wall gap %.1f ms)",
+			 b.max_cpu_ns / 1e6, b.max_gap_ns / 1e6);
+	print_message("%s: %u beats, longest gap %.1f ms, loop CPU between beats at most %.2f ms\n",
+		      f->engine, b.beats, b.max_gap_ns / 1e6, b.max_cpu_ns / 1e6);
+}
+
+/* A ramfs (no fallocate at all) in a private mount namespace; false when that is not possible. */
+static bool ramfs_dir(char *dir, size_t len)
+{
+	snprintf(dir, len, "/tmp/test_virtio_blk_ramfs.XXXXXX");
+	if (!mkdtemp(dir))
+		return false;
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("none", dir, "ramfs", 0, NULL) < 0) {
+		rmdir(dir);
+		return false;
+	}
+	return true;
+}
+
+static void test_write_zeroes_on_ramfs(void **state)
+{
+	struct fx *f = *state;
+	char dir[64];
+
+	if (!ramfs_dir(dir, sizeof(dir)))
+		skip();
+	zeroes_keep_the_beat(f, dir);
+	f->vdev.ops->destroy(&f->vdev);   /* its fd keeps the mount busy */
+	f->vdev.ops = NULL;
+	close(f->img);
+	f->img = -1;
+	unlink(f->path);
+	assert_int_equal(umount(dir), 0);
+	rmdir(dir);
+}
+
+/*
+ * The same on a file system that has fallocate, which refuses this range
+ * (EINVAL, as a 4 KiB-sector device does a 512-byte-aligned one): injected.
+ * On ext4 or tmpfs io_uring may copy a write inline, on the loop thread.
+ */
+static void test_write_zeroes_fallocate_refused(void **state)
+{
+	struct fx *f = *state;
+	struct virtio_blk_discard_write_zeroes seg = {
+		.sector = cpu_to_le64(8), .num_sectors = cpu_to_le32(8),
+	};
+	uint8_t buf[512];
+
+	blk_io_test_fail_fallocate(EINVAL);
+	zeroes_keep_the_beat(f, access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+	/* A discard is advisory: OK, and nothing is written. */
+	f->used_seen[0] = 2;
+	assert_int_equal(gmem_write(&f->vm.mem, DATA_GPA, &seg, sizeof(seg)), 0);
+	assert_int_equal(pwrite(f->img, "\x5a", 1, 8 * 512), 1);
+	assert_int_equal(simple_req(f, 0, VIRTIO_BLK_T_DISCARD, 0, 16, false, NULL), VIRTIO_BLK_S_OK);
+	read_image(f, 8 * 512, buf, 1);
+	assert_int_equal(buf[0], 0x5a);
+	blk_io_test_fail_fallocate(0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_started, teardown)
 #define TT(fn) cmocka_unit_test_setup_teardown(fn, setup_started_threads, teardown)
 #define TU(fn) cmocka_unit_test_setup_teardown(fn, setup_uring, teardown)
+#define TP(fn) cmocka_unit_test_setup_teardown(fn, setup_threads, teardown)
 
 int main(void)
 {
@@ -1196,6 +1523,10 @@ int main(void)
 		T(test_pause_resume),
 		T(test_reset_in_flight),
 		T(test_destroy_in_flight),
+		TU(test_late_enabled_queue),
+		T(test_queue_enable_and_reset_hooks),
+		TU(test_write_zeroes_on_ramfs),
+		TU(test_write_zeroes_fallocate_refused),
 		TU(test_cli_errors),
 		TU(test_image_lock),
 		/* The thread-pool engine through the same paths. */
@@ -1211,6 +1542,9 @@ int main(void)
 		TT(test_pause_resume),
 		TT(test_reset_in_flight),
 		TT(test_destroy_in_flight),
+		TP(test_late_enabled_queue),
+		TP(test_write_zeroes_on_ramfs),
+		TP(test_write_zeroes_fallocate_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,15 +6,23 @@
  * are observed by reading the irqfd KVM would consume.
  */
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "channel/evloop.h"
+#include "devices/virtio_blk.h"
+#include "devices/virtio_net.h"
 #include "virtio/virtio_pci.h"
 #include "vmm/irq.h"
 #include "vmm/vm.h"
@@ -129,6 +137,8 @@ static unsigned nr_ioeventfds(struct fake_kvm *k)
 struct fdev {
 	uint8_t cfg[8];
 	unsigned nr_notify, nr_reset, nr_activate, nr_destroy;
+	unsigned nr_queue_enable, nr_queue_reset;
+	int queue_enable_ret;
 	int activate_ret;
 	int last_pop;
 	struct virtq_chain chain;
@@ -163,6 +173,23 @@ static int fdev_activate(struct virtio_dev *vdev)
 	return d->activate_ret;
 }
 
+static int fdev_queue_enable(struct virtio_dev *vdev, unsigned q)
+{
+	struct fdev *d = vdev->priv;
+
+	assert_true(virtq_is_enabled(&vdev->vqs[q]));
+	d->nr_queue_enable++;
+	return d->queue_enable_ret;
+}
+
+static void fdev_queue_reset(struct virtio_dev *vdev, unsigned q)
+{
+	struct fdev *d = vdev->priv;
+
+	assert_true(virtq_is_enabled(&vdev->vqs[q]));
+	d->nr_queue_reset++;
+}
+
 static void fdev_cfg_read(struct virtio_dev *vdev, uint32_t off, void *data, uint32_t len)
 {
 	struct fdev *d = vdev->priv;
@@ -189,6 +216,8 @@ static const struct virtio_dev_ops fdev_ops = {
 	.device_id = 3,
 	.reset = fdev_reset,
 	.activate = fdev_activate,
+	.queue_enable = fdev_queue_enable,
+	.queue_reset = fdev_queue_reset,
 	.queue_notify = fdev_notify,
 	.cfg_read = fdev_cfg_read,
 	.cfg_write = fdev_cfg_write,
@@ -400,7 +429,7 @@ static void offer(struct fx *f, unsigned q, uint16_t idx, uint64_t addr, uint32_
 	put_le(avail + 4 + 2 * slot, slot, 2);
 	/* used_event (EVENT_IDX): interrupt me when this chain is used. */
 	put_le(avail + 4 + 2 * QSIZE, (uint16_t)(idx - 1), 2);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	atomic_thread_fence(memory_order_seq_cst);
 	put_le(avail + 2, idx, 2);
 }
 
@@ -514,10 +543,11 @@ static void test_feature_negotiation(void **state)
 	CW(f, VIRTIO_PCI_COMMON_DFSELECT, 7, 4);
 	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_DF, 4), 0);
 	assert_int_equal(offered, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_EVENT_IDX |
-				  1ULL << VIRTIO_F_INDIRECT_DESC | 1ULL << FEAT_DEV);
+				  1ULL << VIRTIO_F_INDIRECT_DESC | 1ULL << VIRTIO_F_RING_RESET |
+				  1ULL << FEAT_DEV);
 
 	/* Refused: a bit not offered, or no VERSION_1 (legacy drivers are not served). */
-	assert_false(negotiate(f, STD_FEATURES | 1ULL << 40) & VIRTIO_STATUS_FEATURES_OK);
+	assert_false(negotiate(f, STD_FEATURES | 1ULL << 41) & VIRTIO_STATUS_FEATURES_OK);
 	assert_false(negotiate(f, 1ULL << FEAT_DEV) & VIRTIO_STATUS_FEATURES_OK);
 	/* DRIVER_OK on top of a refusal does not stick either. */
 	CW(f, VIRTIO_PCI_COMMON_STATUS, 0x07, 1);
@@ -1099,6 +1129,706 @@ static void test_rng_device(void **state)
 	free(f);
 }
 
+/* ---- queues that go live after DRIVER_OK, and queue reset ---------------------------- */
+
+/* Negotiate, MSI-X on (vector 0 config, 1+q per queue), the queues in `mask` live, DRIVER_OK. */
+static void bring_up_queues(struct fx *f, uint64_t features, unsigned mask)
+{
+	assert_true(negotiate(f, features) & VIRTIO_STATUS_FEATURES_OK);
+	msix_enable(f, 0);
+	for (unsigned v = 0; v <= f->vdev.num_queues; v++)
+		program_vector(f, v, 0xfee00000, 0x40 + v, false);
+	CW(f, VIRTIO_PCI_COMMON_MSIX, 0, 2);
+	for (unsigned q = 0; q < f->vdev.num_queues; q++)
+		if (mask & (1u << q))
+			setup_queue(f, q, (uint16_t)(1 + q));
+	CW(f, VIRTIO_PCI_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+	   VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK, 1);
+	assert_int_equal(status(f), 0x0f);
+}
+
+/* The rings of queue q as a driver leaves them before enabling it: empty. */
+static void clear_rings(struct fx *f, unsigned q)
+{
+	memset(gpa(f, DESC + q * 0x4000, 0x3000), 0, 0x3000);
+}
+
+struct seg {
+	uint64_t gpa;
+	uint32_t len;
+	bool write;
+};
+
+/* Chain number idx (1-based: the avail index it makes) on queue q, four descriptors per chain. */
+static void offer_chain(struct fx *f, unsigned q, uint16_t idx, const struct seg *segs, unsigned n)
+{
+	uint8_t *desc = gpa(f, DESC + q * 0x4000, 16 * QSIZE);
+	uint8_t *avail = gpa(f, AVAIL + q * 0x4000, 6 + 2 * QSIZE);
+	uint16_t head = (uint16_t)(((idx - 1) * 4) % QSIZE);
+
+	assert_true(n <= 4);
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t *d = desc + 16 * (head + i);
+
+		put_le(d, segs[i].gpa, 8);
+		put_le(d + 8, segs[i].len, 4);
+		put_le(d + 12, (segs[i].write ? VIRTQ_DESC_F_WRITE : 0) |
+			       (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0), 2);
+		put_le(d + 14, head + i + 1, 2);
+	}
+	put_le(avail + 4 + 2 * ((idx - 1) % QSIZE), head, 2);
+	put_le(avail + 4 + 2 * QSIZE, (uint16_t)(idx - 1), 2);
+	atomic_thread_fence(memory_order_seq_cst);
+	put_le(avail + 2, idx, 2);
+}
+
+/* Run the loop (this thread) until queue q's used index is idx, or 5 s pass. */
+static void loop_until_used(struct fx *f, unsigned q, uint16_t idx)
+{
+	uint64_t deadline = monotonic_ns() + 5000000000ULL;
+
+	while (used_idx(f, q) != idx && monotonic_ns() < deadline)
+		assert_true(run_loop(f) >= 0);
+	assert_int_equal(used_idx(f, q), idx);
+}
+
+static struct fx *fx_new(void)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	fx_bus(f);
+	return f;
+}
+
+/* The transport around the device create() made in f->vdev. */
+static void fx_attach(struct fx *f)
+{
+	assert_int_equal(virtio_pci_init(&f->vp, &f->vdev, &f->pb, &f->irq, f->vm.loop), 0);
+	f->bar0 = pci_bar_decode(&f->vp.pci, VPCI_MSIX_BAR);
+	f->bar2 = pci_bar_decode(&f->vp.pci, VPCI_BAR);
+}
+
+static void fx_free(struct fx *f)
+{
+	pci_bus_destroy(&f->pb);
+	assert_int_equal(nr_ioeventfds(&f->kvm), 0);
+	irq_router_destroy(&f->irq);
+	bus_destroy(&f->pio);
+	bus_destroy(&f->mmio);
+	evloop_destroy(f->vm.loop);
+	gmem_destroy(&f->vm.mem);
+	free(f);
+}
+
+/* A 64-sector image, sector s filled with (s + 1) & 0xff; unlinked at once (the fd lives on). */
+static struct fx *fx_blk(void)
+{
+	struct fx *f = fx_new();
+	char path[64] = "/tmp/test_virtio_pci_blk.XXXXXX", args[128], err[128] = "";
+	uint8_t sector[512];
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	for (unsigned s = 0; s < 64; s++) {
+		memset(sector, (int)((s + 1) & 0xff), sizeof(sector));
+		assert_int_equal(pwrite(fd, sector, sizeof(sector), (off_t)s * 512), 512);
+	}
+	snprintf(args, sizeof(args), "path=%s,queues=2", path);
+	assert_int_equal(virtio_blk_kind.create(&f->vm, args, &f->vdev, err, sizeof(err)), 0);
+	unlink(path);
+	close(fd);
+	fx_attach(f);
+	return f;
+}
+
+/* A read of sector `sector` as chain idx on queue q; its buffers are private to (q, idx % 4). */
+static void blk_offer_read(struct fx *f, unsigned q, uint16_t idx, unsigned sector)
+{
+	uint64_t base = BUF + 0x10000 * q + 0x1000 * (idx % 4);
+	struct seg segs[] = {
+		{ base, 16, false },
+		{ base + 0x200, 512, true },
+		{ base + 0x400, 1, true },
+	};
+	uint8_t hdr[16] = { 0 };
+
+	put_le(hdr, VIRTIO_BLK_T_IN, 4);
+	put_le(hdr + 8, sector, 8);
+	memcpy(gpa(f, base, 16), hdr, 16);
+	*(uint8_t *)gpa(f, base + 0x400, 1) = 0xee;
+	offer_chain(f, q, idx, segs, 3);
+}
+
+/* The read that chain idx on queue q made: status OK, sector `sector`'s bytes. */
+static void blk_check_read(struct fx *f, unsigned q, uint16_t idx, unsigned sector)
+{
+	uint64_t base = BUF + 0x10000 * q + 0x1000 * (idx % 4);
+	const uint8_t *data = gpa(f, base + 0x200, 512);
+
+	assert_int_equal(*(uint8_t *)gpa(f, base + 0x400, 1), VIRTIO_BLK_S_OK);
+	for (unsigned i = 0; i < 512; i++)
+		assert_int_equal(data[i], (sector + 1) & 0xff);
+}
+
+struct netfx {
+	struct fx *f;
+	int peer;
+};
+
+static struct netfx fx_net(void)
+{
+	struct netfx n = { .f = fx_new() };
+	char err[128] = "";
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(virtio_net_create_on_fd(&n.f->vm, sv[0], "", &n.f->vdev, err, sizeof(err)), 0);
+	n.peer = sv[1];
+	fx_attach(n.f);
+	return n;
+}
+
+/* A 60-byte frame behind a zero virtio-net header as TX chain idx; byte 14 says which. */
+static void net_offer_tx(struct fx *f, uint16_t idx, uint8_t tag)
+{
+	uint64_t base = BUF + 0x20000 + 0x1000 * (idx % 4);
+	uint8_t frame[12 + 60];
+	struct seg seg = { base, sizeof(frame), false };
+
+	memset(frame, 0, sizeof(frame));
+	memset(frame + 12, 0xff, 6);
+	frame[12 + 12] = 0x88;
+	frame[12 + 13] = 0xb5;
+	frame[12 + 14] = tag;
+	memcpy(gpa(f, base, sizeof(frame)), frame, sizeof(frame));
+	offer_chain(f, VIRTIO_NET_TXQ, idx, &seg, 1);
+}
+
+static void net_expect_frame(int peer, uint8_t tag)
+{
+	uint8_t buf[256];
+
+	assert_int_equal(recv(peer, buf, sizeof(buf), MSG_DONTWAIT), 12 + 60);
+	assert_int_equal(buf[12 + 14], tag);
+}
+
+#define F_BASIC (1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_EVENT_IDX)
+#define F_RESET (F_BASIC | 1ULL << VIRTIO_F_RING_RESET)
+
+/*
+ * virtio-blk: queue 1 enabled after DRIVER_OK and kicked. Served, with the
+ * data and an interrupt; before the rule it was ignored for ever, silently.
+ */
+static void test_late_enable_blk(void **state)
+{
+	struct fx *f = fx_blk();
+
+	(void)state;
+	bring_up_queues(f, F_BASIC, 1u << 0);
+	blk_offer_read(f, 0, 1, 3);
+	kick(f, 0);
+	loop_until_used(f, 0, 1);
+	blk_check_read(f, 0, 1, 3);
+
+	setup_queue(f, 1, 2);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 1);
+	blk_offer_read(f, 1, 1, 40);
+	kick(f, 1);
+	loop_until_used(f, 1, 1);
+	blk_check_read(f, 1, 1, 40);
+	assert_int_equal(irqs(f, 2), 1);
+	assert_false(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+	/* Queue 0 is still served, and the late queue's next request too. */
+	blk_offer_read(f, 0, 2, 4);
+	blk_offer_read(f, 1, 2, 41);
+	kick(f, 0);
+	kick(f, 1);
+	loop_until_used(f, 0, 2);
+	loop_until_used(f, 1, 2);
+	blk_check_read(f, 0, 2, 4);
+	blk_check_read(f, 1, 2, 41);
+	fx_free(f);
+}
+
+/* virtio-net: the transmit queue enabled after DRIVER_OK. */
+static void test_late_enable_net(void **state)
+{
+	struct netfx n = fx_net();
+	struct fx *f = n.f;
+
+	(void)state;
+	bring_up_queues(f, F_BASIC, 1u << VIRTIO_NET_RXQ);
+	setup_queue(f, VIRTIO_NET_TXQ, 2);
+	net_offer_tx(f, 1, 0x31);
+	kick(f, VIRTIO_NET_TXQ);
+	loop_until_used(f, VIRTIO_NET_TXQ, 1);
+	net_expect_frame(n.peer, 0x31);
+	assert_false(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+	fx_free(f);
+	close(n.peer);
+}
+
+/* virtio-rng: no queue at DRIVER_OK, its only queue enabled afterwards. */
+static void test_late_enable_rng(void **state)
+{
+	struct fx *f = fx_new();
+	char err[64] = "";
+
+	(void)state;
+	assert_int_equal(virtio_rng_kind.create(&f->vm, "", &f->vdev, err, sizeof(err)), 0);
+	fx_attach(f);
+	bring_up_queues(f, F_BASIC, 0);
+	setup_queue(f, 0, 1);
+	offer(f, 0, 1, BUF, 64);
+	kick(f, 0);
+	loop_until_used(f, 0, 1);
+	assert_int_equal(get_le(gpa(f, USED + 8, 4), 4), 64);
+	assert_int_equal(irqs(f, 1), 1);
+	fx_free(f);
+}
+
+/* The transport's side: the hook runs once per late queue, and a refusal is NEEDS_RESET, not silence. */
+static void test_late_enable_rules(void **state)
+{
+	struct fx *f = *state;
+
+	bring_up_queues(f, STD_FEATURES, 1u << 0);
+	assert_int_equal(f->dev.nr_queue_enable, 0);   /* activate covers queue 0 */
+	setup_queue(f, 1, 2);
+	assert_int_equal(f->dev.nr_queue_enable, 1);
+	offer(f, 1, 1, BUF, 8);
+	kick(f, 1);
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(used_idx(f, 1), 1);
+	/* Enabling it again changes nothing. */
+	CW(f, VIRTIO_PCI_COMMON_Q_ENABLE, 1, 2);
+	assert_int_equal(f->dev.nr_queue_enable, 1);
+
+	/* A device that cannot take the queue: it stays disabled and the driver is told. */
+	CW(f, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+	memset(gpa(f, AVAIL, 4), 0, 4);
+	memset(gpa(f, USED, 4), 0, 4);
+	bring_up_queues(f, STD_FEATURES, 1u << 0);
+	f->dev.queue_enable_ret = -ENOMEM;
+	clear_rings(f, 1);
+	setup_queue(f, 1, 2);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0);
+	assert_true(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+	assert_int_equal(irqs(f, 0), 1);
+	/* Queue 0 was left as it was. */
+	offer(f, 0, 1, BUF, 8);
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(used_idx(f, 0), 1);
+}
+
+/* VIRTIO_F_RING_RESET: the register rules, the device hooks, and the queue serving again. */
+static void test_ring_reset(void **state)
+{
+	struct fx *f = *state;
+
+	/* Not negotiated: queue_reset is ignored. */
+	bring_up_queues(f, STD_FEATURES, 3);
+	CW(f, VIRTIO_PCI_COMMON_Q_SELECT, 0, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_RESET, 1, 2);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 1);
+	assert_int_equal(f->dev.nr_queue_reset, 0);
+
+	CW(f, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+	bring_up_queues(f, STD_FEATURES | 1ULL << VIRTIO_F_RING_RESET, 3);
+	offer(f, 0, 1, BUF, 8);
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(used_idx(f, 0), 1);
+	/* Wrong value, wrong width, a queue that does not exist: ignored. */
+	CW(f, VIRTIO_PCI_COMMON_Q_SELECT, 0, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_RESET, 2, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_RESET, 1, 4);
+	CW(f, VIRTIO_PCI_COMMON_Q_RESET, 1, 1);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 1);
+	CW(f, VIRTIO_PCI_COMMON_Q_SELECT, 7, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_RESET, 1, 2);
+	assert_int_equal(f->dev.nr_queue_reset, 0);
+
+	/* Reset queue 0: at once, to the defaults; the device is told, queue 1 is untouched. */
+	CW(f, VIRTIO_PCI_COMMON_Q_SELECT, 0, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_SIZE, QSIZE, 2);  /* frozen: ignored while enabled */
+	CW(f, VIRTIO_PCI_COMMON_Q_RESET, 1, 2);
+	assert_int_equal(f->dev.nr_queue_reset, 1);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_RESET, 2), 0);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_SIZE, 2), QSIZE);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_MSIX, 2), VIRTIO_MSI_NO_VECTOR);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_DESCLO, 8), 0);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_USEDLO, 8), 0);
+	assert_false(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+	assert_int_equal(status(f), 0x0f);
+	offer(f, 0, 2, BUF, 8);
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 0);          /* not watched while reset */
+	offer(f, 1, 1, BUF + 0x100, 8);
+	kick(f, 1);
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(used_idx(f, 1), 1);
+	/* A second reset of a reset queue: nothing more to tell the device. */
+	CW(f, VIRTIO_PCI_COMMON_Q_SELECT, 0, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_RESET, 1, 2);
+	assert_int_equal(f->dev.nr_queue_reset, 1);
+
+	/* Re-enabled with a smaller ring: served from index 0; the stale kick was dropped. */
+	clear_rings(f, 0);
+	CW(f, VIRTIO_PCI_COMMON_Q_SELECT, 0, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_SIZE, 8, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_MSIX, 1, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_DESCLO, DESC, 4);
+	CW(f, VIRTIO_PCI_COMMON_Q_AVAILLO, AVAIL, 4);
+	CW(f, VIRTIO_PCI_COMMON_Q_USEDLO, USED, 4);
+	CW(f, VIRTIO_PCI_COMMON_Q_ENABLE, 1, 2);
+	assert_int_equal(f->dev.nr_queue_enable, 1);
+	assert_int_equal(run_loop(f), 0);
+	(void)irqs(f, 1);
+	offer(f, 0, 1, BUF, 8);
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(used_idx(f, 0), 1);
+	assert_int_equal(irqs(f, 1), 1);
+	/* A whole-device reset still works, and forgets the feature. */
+	CW(f, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+	assert_int_equal(status(f), 0);
+}
+
+/* Queue reset on the real devices, with work in flight: nothing breaks, the queue serves again. */
+static void test_ring_reset_blk(void **state)
+{
+	struct fx *f = fx_blk();
+
+	(void)state;
+	bring_up_queues(f, F_RESET, 3);
+	blk_offer_read(f, 1, 1, 10);
+	blk_offer_read(f, 1, 2, 11);
+	blk_offer_read(f, 0, 1, 12);
+	kick(f, 1);
+	kick(f, 0);
+	assert_true(run_loop(f) >= 1);         /* submitted; completions not reaped yet */
+	CW(f, VIRTIO_PCI_COMMON_Q_SELECT, 1, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_RESET, 1, 2);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0);
+	assert_false(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+	loop_until_used(f, 0, 1);
+	blk_check_read(f, 0, 1, 12);
+	/* Queue 1 again, four times round its ring. */
+	clear_rings(f, 1);
+	setup_queue(f, 1, 2);
+	for (uint16_t idx = 1; idx <= 2 * QSIZE; idx++) {
+		blk_offer_read(f, 1, idx, idx % 64);
+		kick(f, 1);
+		loop_until_used(f, 1, idx);
+		blk_check_read(f, 1, idx, idx % 64);
+	}
+	/* And reset it while a request sits in the ring, not yet kicked. */
+	blk_offer_read(f, 1, 2 * QSIZE + 1, 5);
+	CW(f, VIRTIO_PCI_COMMON_Q_RESET, 1, 2);
+	assert_int_equal(used_idx(f, 1), 2 * QSIZE);
+	assert_false(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+	fx_free(f);
+}
+
+static void test_ring_reset_net(void **state)
+{
+	struct netfx n = fx_net();
+	struct fx *f = n.f;
+
+	(void)state;
+	bring_up_queues(f, F_RESET, 3);
+	net_offer_tx(f, 1, 1);
+	kick(f, VIRTIO_NET_TXQ);
+	loop_until_used(f, VIRTIO_NET_TXQ, 1);
+	net_expect_frame(n.peer, 1);
+	for (unsigned q = 0; q < 2; q++) {
+		CW(f, VIRTIO_PCI_COMMON_Q_SELECT, q, 2);
+		CW(f, VIRTIO_PCI_COMMON_Q_RESET, 1, 2);
+		assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0);
+	}
+	while (run_loop(f) > 0)
+		;
+	for (unsigned q = 0; q < 2; q++) {
+		clear_rings(f, q);
+		setup_queue(f, q, (uint16_t)(1 + q));
+	}
+	net_offer_tx(f, 1, 2);
+	kick(f, VIRTIO_NET_TXQ);
+	loop_until_used(f, VIRTIO_NET_TXQ, 1);
+	net_expect_frame(n.peer, 2);
+	assert_false(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+	fx_free(f);
+	close(n.peer);
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * virtio-rng and a full ring of 64 KiB buffers (16 MiB of getrandom, tens of
+ * ms): served across several callbacks, none holding the shared loop for
+ * more than about a millisecond.
+ */
+static void test_rng_does_not_hog_the_loop(void **state)
+{
+	enum { RING = 0x40000, RSIZE = 256, RBUF = 0x80000 };
+	struct fx *f = fx_new();
+	uint8_t *desc, *avail;
+	uint64_t worst = 0;
+	unsigned calls = 0;
+	char err[64] = "";
+
+	(void)state;
+	assert_int_equal(virtio_rng_kind.create(&f->vm, "", &f->vdev, err, sizeof(err)), 0);
+	fx_attach(f);
+	bring_up_queues(f, F_BASIC, 0);
+	CW(f, VIRTIO_PCI_COMMON_Q_SELECT, 0, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_SIZE, RSIZE, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_MSIX, 1, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_DESCLO, RING, 8);
+	CW(f, VIRTIO_PCI_COMMON_Q_AVAILLO, RING + 0x1000, 8);
+	CW(f, VIRTIO_PCI_COMMON_Q_USEDLO, RING + 0x2000, 8);
+	CW(f, VIRTIO_PCI_COMMON_Q_ENABLE, 1, 2);
+	/* Every chain is the same 64 KiB buffer: the device cannot tell. */
+	desc = gpa(f, RING, 16 * RSIZE);
+	avail = gpa(f, RING + 0x1000, 6 + 2 * RSIZE);
+	for (unsigned i = 0; i < RSIZE; i++) {
+		put_le(desc + 16 * i, RBUF, 8);
+		put_le(desc + 16 * i + 8, 64 * 1024, 4);
+		put_le(desc + 16 * i + 12, VIRTQ_DESC_F_WRITE, 2);
+		put_le(avail + 4 + 2 * i, i, 2);
+	}
+	atomic_thread_fence(memory_order_seq_cst);
+	put_le(avail + 2, RSIZE, 2);
+	kick(f, 0);
+	while (get_le(gpa(f, RING + 0x2000 + 2, 2), 2) != RSIZE && calls < 10000) {
+		uint64_t t0 = thread_cpu_ns();
+		int n = evloop_run_once(f->vm.loop, 100);
+
+		assert_true(n > 0);
+		worst = MAX(worst, thread_cpu_ns() - t0);
+		calls++;
+	}
+	assert_int_equal(get_le(gpa(f, RING + 0x2000 + 2, 2), 2), RSIZE);
+	assert_int_equal(get_le(gpa(f, RING + 0x2000 + 4 + 8 * (RSIZE - 1) + 4, 4), 4), 64 * 1024);
+	if (worst > 10000000)
+		fail_msg("one pass of the loop took %.1f ms of CPU", worst / 1e6);
+	assert_true(calls > 1);
+	assert_false(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+	fx_free(f);
+}
+
+/* ---- the devices with the event loop on a thread of its own, as in the VMM ------------- */
+
+struct loop_thread {
+	struct fx *f;
+	pthread_t thread;
+};
+
+static void *loop_main(void *arg)
+{
+	struct loop_thread *t = arg;
+
+	assert_int_equal(evloop_run(t->f->vm.loop), 0);
+	return NULL;
+}
+
+static void loop_start(struct loop_thread *t, struct fx *f)
+{
+	t->f = f;
+	assert_int_equal(pthread_create(&t->thread, NULL, loop_main, t), 0);
+}
+
+static void loop_stop(struct loop_thread *t)
+{
+	evloop_stop(t->f->vm.loop);
+	assert_int_equal(pthread_join(t->thread, NULL), 0);
+}
+
+struct barrier {
+	struct evloop_op op;
+	int efd;
+};
+
+static void barrier_done(struct evloop_op *op, int result, void *opaque)
+{
+	struct barrier *b = opaque;
+	uint64_t one = 1;
+
+	(void)op;
+	(void)result;
+	assert_int_equal(write(b->efd, &one, sizeof(one)), (ssize_t)sizeof(one));
+}
+
+/* The loop thread has finished whatever it was running: what it wrote is ours to read. */
+static void loop_barrier(struct fx *f)
+{
+	struct barrier b = { .efd = eventfd(0, EFD_CLOEXEC) };
+	uint64_t v;
+
+	assert_true(b.efd >= 0);
+	assert_int_equal(evloop_op_start(f->vm.loop, &b.op, barrier_done, &b), 0);
+	assert_int_equal(evloop_op_complete(&b.op, 0), 0);
+	assert_int_equal(read(b.efd, &v, sizeof(v)), (ssize_t)sizeof(v));
+	close(b.efd);
+}
+
+/* Wait for vector v's interrupt (the device finished), then for the loop to be idle. */
+static void wait_irq(struct fx *f, unsigned v)
+{
+	struct pollfd p = { .fd = notifier_fd(&f->vp.vec[v].irqfd), .events = POLLIN };
+
+	assert_int_equal(poll(&p, 1, 10000), 1);
+	assert_true(irqs(f, v) >= 1);
+	loop_barrier(f);
+}
+
+/*
+ * virtio-blk with the loop on its own thread, the test being the vCPU:
+ * requests, pause/resume with I/O in flight, a late queue, queue resets and
+ * device resets. Under TSan this checks who touches what from which thread.
+ */
+static void test_blk_with_loop_thread(void **state)
+{
+	struct fx *f = fx_blk();
+	struct loop_thread t;
+
+	(void)state;
+	loop_start(&t, f);
+	for (unsigned round = 0; round < 8; round++) {
+		bring_up_queues(f, F_RESET, 1u << 0);
+		loop_barrier(f);
+		for (uint16_t idx = 1; idx <= 6; idx++) {
+			blk_offer_read(f, 0, idx, idx + round);
+			kick(f, 0);
+			if (idx == 3) {
+				/* Pause with the request maybe in flight: it is completed by then. */
+				assert_int_equal(virtio_pci_pause(&f->vp), 0);
+				assert_int_equal(virtio_pci_resume(&f->vp), 0);
+				loop_barrier(f);
+			}
+			wait_irq(f, 1);
+			assert_int_equal(used_idx(f, 0), idx);
+			blk_check_read(f, 0, idx, idx + round);
+		}
+		/*
+		 * Queue 1 late, used, reset, used again. Each change resumes the
+		 * device, which then looks at its rings on the loop: the barrier
+		 * keeps this "driver" off them meanwhile, for TSan's sake.
+		 */
+		clear_rings(f, 1);
+		setup_queue(f, 1, 2);
+		loop_barrier(f);
+		blk_offer_read(f, 1, 1, 20 + round);
+		kick(f, 1);
+		wait_irq(f, 2);
+		blk_check_read(f, 1, 1, 20 + round);
+		blk_offer_read(f, 1, 2, 30);
+		kick(f, 1);
+		CW(f, VIRTIO_PCI_COMMON_Q_SELECT, 1, 2);
+		CW(f, VIRTIO_PCI_COMMON_Q_RESET, 1, 2);
+		loop_barrier(f);
+		(void)irqs(f, 2);   /* the request may have completed before the reset */
+		clear_rings(f, 1);
+		setup_queue(f, 1, 2);
+		loop_barrier(f);
+		blk_offer_read(f, 1, 1, 31);
+		kick(f, 1);
+		wait_irq(f, 2);
+		blk_check_read(f, 1, 1, 31);
+		assert_false(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+		/* A device reset with a request just kicked. */
+		blk_offer_read(f, 0, 7, 1);
+		kick(f, 0);
+		CW(f, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+		loop_barrier(f);
+		(void)irqs(f, 1);
+		(void)irqs(f, 2);
+		clear_rings(f, 0);
+		clear_rings(f, 1);
+	}
+	loop_stop(&t);
+	fx_free(f);
+}
+
+/* virtio-net and virtio-rng the same way: traffic, pause/resume, queue reset, device reset. */
+static void test_net_and_rng_with_loop_thread(void **state)
+{
+	struct netfx n = fx_net();
+	struct fx *f = n.f, *r = fx_new();
+	struct loop_thread t, tr;
+	char err[64] = "";
+
+	(void)state;
+	assert_int_equal(virtio_rng_kind.create(&r->vm, "", &r->vdev, err, sizeof(err)), 0);
+	fx_attach(r);
+	loop_start(&t, f);
+	loop_start(&tr, r);
+	for (unsigned round = 0; round < 8; round++) {
+		bring_up_queues(f, F_RESET, 3);
+		bring_up_queues(r, F_RESET, 1);
+		loop_barrier(f);
+		for (uint16_t idx = 1; idx <= 5; idx++) {
+			net_offer_tx(f, idx, (uint8_t)(idx + round));
+			kick(f, VIRTIO_NET_TXQ);
+			offer(r, 0, idx, BUF, 32);
+			kick(r, 0);
+			if (idx == 2) {
+				assert_int_equal(virtio_pci_pause(&f->vp), 0);
+				assert_int_equal(virtio_pci_resume(&f->vp), 0);
+				loop_barrier(f);
+			}
+			wait_irq(f, 2);
+			wait_irq(r, 1);
+			net_expect_frame(n.peer, (uint8_t)(idx + round));
+		}
+		CW(f, VIRTIO_PCI_COMMON_Q_SELECT, VIRTIO_NET_TXQ, 2);
+		CW(f, VIRTIO_PCI_COMMON_Q_RESET, 1, 2);
+		CW(r, VIRTIO_PCI_COMMON_Q_SELECT, 0, 2);
+		CW(r, VIRTIO_PCI_COMMON_Q_RESET, 1, 2);
+		loop_barrier(f);
+		loop_barrier(r);
+		(void)irqs(f, 2);
+		(void)irqs(r, 1);
+		clear_rings(f, VIRTIO_NET_TXQ);
+		clear_rings(r, 0);
+		setup_queue(f, VIRTIO_NET_TXQ, 2);
+		setup_queue(r, 0, 1);
+		loop_barrier(f);
+		loop_barrier(r);
+		net_offer_tx(f, 1, 0x77);
+		kick(f, VIRTIO_NET_TXQ);
+		offer(r, 0, 1, BUF, 32);
+		kick(r, 0);
+		wait_irq(f, 2);
+		wait_irq(r, 1);
+		net_expect_frame(n.peer, 0x77);
+		assert_false(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+		assert_false(status(r) & VIRTIO_STATUS_NEEDS_RESET);
+		CW(f, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+		CW(r, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+		loop_barrier(f);
+		loop_barrier(r);
+		clear_rings(f, 0);
+		clear_rings(f, 1);
+		clear_rings(r, 0);
+	}
+	loop_stop(&t);
+	loop_stop(&tr);
+	fx_free(f);
+	fx_free(r);
+	close(n.peer);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1118,6 +1848,16 @@ int main(void)
 		cmocka_unit_test(test_irq_router_detach),
 		cmocka_unit_test_setup_teardown(test_irq_router, setup, teardown),
 		cmocka_unit_test(test_rng_device),
+		cmocka_unit_test(test_late_enable_blk),
+		cmocka_unit_test(test_late_enable_net),
+		cmocka_unit_test(test_late_enable_rng),
+		cmocka_unit_test_setup_teardown(test_late_enable_rules, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ring_reset, setup, teardown),
+		cmocka_unit_test(test_ring_reset_blk),
+		cmocka_unit_test(test_ring_reset_net),
+		cmocka_unit_test(test_rng_does_not_hog_the_loop),
+		cmocka_unit_test(test_blk_with_loop_thread),
+		cmocka_unit_test(test_net_and_rng_with_loop_thread),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
