@@ -292,8 +292,10 @@ int evloop_fd_add(struct evloop *loop, int fd, uint32_t events, evloop_fd_fn fn,
 		slot_release(loop, reg->slot);
 		goto err_unlock;
 	}
-	pthread_mutex_unlock(&loop->lock);
+	/* Before the lock goes: dispatch takes it, so no callback can run
+	 * before the caller holds its registration. */
 	*out = reg;
+	pthread_mutex_unlock(&loop->lock);
 	return 0;
 
 err_unlock:

@@ -82,7 +82,8 @@ typedef void (*evloop_fd_fn)(void *opaque, int fd, uint32_t events);
 /* Watches fd for events (EPOLLIN, EPOLLOUT, EPOLLPRI, EPOLLRDHUP, optionally
  * EPOLLET; EPOLLERR/EPOLLHUP are always reported).  The loop does not own fd:
  * the caller keeps it open until evloop_fd_remove() returns.  One fd may be
- * registered once per loop (-EEXIST).  Returns 0 and sets *out, -EINVAL for a
+ * registered once per loop (-EEXIST).  Returns 0 and sets *out (before the
+ * first callback can run, so a callback may use it), -EINVAL for a
  * bad mask or NULL fn, -ENOMEM, or the errno of epoll_ctl (-EPERM for regular
  * files, -EBADF). */
 EVLOOP_WUR int evloop_fd_add(struct evloop *loop, int fd, uint32_t events,

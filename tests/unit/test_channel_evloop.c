@@ -224,6 +224,53 @@ static void test_remove_waits_for_callback(void **state)
 	close(fd);
 }
 
+/* A callback may use the registration evloop_fd_add() hands back: it is set first. */
+struct own_reg_ctx {
+	struct evloop_fd *_Atomic reg;
+	atomic_int calls, saw_null;
+};
+
+static void own_reg_cb(void *opaque, int fd, uint32_t events)
+{
+	struct own_reg_ctx *c = opaque;
+	uint64_t v;
+
+	(void)events;
+	if (!atomic_load(&c->reg))
+		atomic_fetch_add(&c->saw_null, 1);
+	if (read(fd, &v, sizeof(v)) != sizeof(v))
+		atomic_fetch_add(&c->saw_null, 100);
+	atomic_fetch_add(&c->calls, 1);
+}
+
+static void test_fd_add_sets_out_before_a_callback(void **state)
+{
+	struct evloop *loop;
+	pthread_t t;
+
+	(void)state;
+	assert_int_equal(evloop_create(&loop), 0);
+	assert_int_equal(pthread_create(&t, NULL, loop_thread, loop), 0);
+	for (int i = 0; i < 300; i++) {
+		struct own_reg_ctx c = { 0 };
+		struct evloop_fd *reg = NULL;
+		int fd = new_efd(1); /* readable at once: the loop may fire before add returns */
+
+		assert_int_equal(evloop_fd_add(loop, fd, EPOLLIN, own_reg_cb, &c,
+					       (struct evloop_fd **)&c.reg), 0);
+		reg = atomic_load(&c.reg);
+		for (int w = 0; w < 10000 && !atomic_load(&c.calls); w++)
+			sleep_us(100);
+		evloop_fd_remove(reg);
+		assert_int_equal(atomic_load(&c.calls), 1);
+		assert_int_equal(atomic_load(&c.saw_null), 0);
+		close(fd);
+	}
+	evloop_stop(loop);
+	pthread_join(t, NULL);
+	evloop_destroy(loop);
+}
+
 /* ---- timers ---------------------------------------------------------------- */
 
 struct timer_ctx {
@@ -802,6 +849,7 @@ int main(void)
 		cmocka_unit_test(test_fd_callback_basic),
 		cmocka_unit_test(test_remove_inside_batch),
 		cmocka_unit_test(test_remove_waits_for_callback),
+		cmocka_unit_test(test_fd_add_sets_out_before_a_callback),
 		cmocka_unit_test(test_timers),
 		cmocka_unit_test(test_op_fd_and_timeout),
 		cmocka_unit_test(test_op_manual_complete_cancel),
