@@ -3,6 +3,8 @@
 #include <time.h>
 
 #include "devices/platform.h"
+#include "devices/rtc.h"
+#include "vmm/snapshot/format.h"
 
 #define RTC_SECONDS  0x00
 #define RTC_MINUTES  0x02
@@ -67,4 +69,24 @@ void rtc_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool is_
 	} else {
 		data[0] = rtc_read_reg(rtc, rtc->index, (long long)time(NULL));
 	}
+}
+
+/* ---- snapshots -------------------------------------------------------------------- */
+
+static const struct snap_field rtc_snap_fields[] = {
+	SNAP_UINT_R(struct rtc, index, 0, 0x7f),
+	SNAP_ARRAY_N(struct rtc, regs, "cmos"),
+};
+
+const struct snap_desc rtc_snap_desc = SNAP_DESC(struct rtc, "rtc", 1, rtc_snap_fields, NULL);
+
+int rtc_save(const struct rtc *rtc, struct snap_writer *w)
+{
+	return snap_write(w, &rtc_snap_desc, rtc);
+}
+
+int rtc_load(struct rtc *rtc, struct snap_reader *r, int node)
+{
+	/* snap_read writes rtc only once every field passed. */
+	return snap_read(r, node, &rtc_snap_desc, rtc);
 }

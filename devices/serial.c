@@ -6,6 +6,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "vmm/snapshot/format.h"
+
 /* Register offsets and bits (PC16550D datasheet). */
 #define UART_RBR_THR 0
 #define UART_IER     1
@@ -269,4 +271,126 @@ uint64_t serial_last_line(struct serial *s, char *buf, size_t len)
 	sent = s->tx_bytes;
 	pthread_mutex_unlock(&s->lock);
 	return sent;
+}
+
+/* ---- snapshots -------------------------------------------------------------------- */
+
+struct serial_snap {
+	uint8_t ier, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
+	uint8_t thr_irq;             /* THR-empty interrupt pending */
+	uint8_t irq_level;           /* the line as the guest's interrupt controller saw it */
+	uint8_t rx[SERIAL_FIFO_SIZE];
+	uint32_t rx_head, rx_count;
+};
+
+#define S struct serial_snap
+static const struct snap_field serial_snap_fields[] = {
+	SNAP_UINT_R(S, ier, 0, 0x0f),
+	SNAP_U(S, lcr),
+	SNAP_UINT_R(S, mcr, 0, 0x1f),
+	SNAP_U(S, lsr),
+	SNAP_U(S, msr),
+	SNAP_U(S, scr),
+	SNAP_U(S, dll),
+	SNAP_U(S, dlm),
+	SNAP_U(S, fcr),
+	SNAP_BOOL(S, thr_irq),
+	SNAP_BOOL(S, irq_level),
+	SNAP_ARR(S, rx),
+	SNAP_UINT_R(S, rx_head, 0, SERIAL_FIFO_SIZE - 1),
+	SNAP_UINT_R(S, rx_count, 0, SERIAL_FIFO_SIZE),
+};
+#undef S
+
+/* The UART a snapshot describes, with nothing else in it: for the checks below. */
+static void serial_from_snap(struct serial *u, const struct serial_snap *st)
+{
+	memset(u, 0, sizeof(*u));
+	u->ier = st->ier;
+	u->lcr = st->lcr;
+	u->mcr = st->mcr;
+	u->lsr = st->lsr;
+	u->msr = st->msr;
+	u->scr = st->scr;
+	u->dll = st->dll;
+	u->dlm = st->dlm;
+	u->fcr = st->fcr;
+	u->thr_irq = st->thr_irq;
+	u->irq_level = st->irq_level;
+	memcpy(u->rx, st->rx, sizeof(u->rx));
+	u->rx_head = st->rx_head;
+	u->rx_count = st->rx_count;
+}
+
+static int serial_snap_check(const void *obj, char *err, size_t errlen)
+{
+	const struct serial_snap *st = obj;
+	struct serial u;
+
+	if (st->fcr & ~0xc9) {
+		snprintf(err, errlen, "fcr: %#x has bits the UART does not keep", st->fcr);
+		return -EINVAL;
+	}
+	if (!(st->lsr & LSR_DR) != !st->rx_count) {
+		snprintf(err, errlen, "lsr: %#x says data %s, but the FIFO holds %u bytes", st->lsr,
+			 st->lsr & LSR_DR ? "ready" : "not ready", st->rx_count);
+		return -EINVAL;
+	}
+	serial_from_snap(&u, st);
+	if (st->irq_level != !(serial_iir(&u) & IIR_NO_INT)) {
+		snprintf(err, errlen, "irq_level: %u, but the registers say %u", st->irq_level,
+			 !(serial_iir(&u) & IIR_NO_INT));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+const struct snap_desc serial_snap_desc =
+	SNAP_DESC(struct serial_snap, "serial", 1, serial_snap_fields, serial_snap_check);
+
+int serial_save(struct serial *s, struct snap_writer *w)
+{
+	struct serial_snap st;
+
+	pthread_mutex_lock(&s->lock);
+	st = (struct serial_snap){
+		.ier = s->ier, .lcr = s->lcr, .mcr = s->mcr, .lsr = s->lsr, .msr = s->msr,
+		.scr = s->scr, .dll = s->dll, .dlm = s->dlm, .fcr = s->fcr,
+		.thr_irq = s->thr_irq, .irq_level = (uint8_t)s->irq_level,
+		.rx_head = s->rx_head, .rx_count = s->rx_count,
+	};
+	memcpy(st.rx, s->rx, sizeof(st.rx));
+	pthread_mutex_unlock(&s->lock);
+	return snap_write(w, &serial_snap_desc, &st);
+}
+
+int serial_load(struct serial *s, struct snap_reader *r, int node)
+{
+	struct serial_snap st;
+	int ret;
+
+	memset(&st, 0, sizeof(st));
+	ret = snap_read(r, node, &serial_snap_desc, &st);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&s->lock);
+	s->ier = st.ier;
+	s->lcr = st.lcr;
+	s->mcr = st.mcr;
+	s->lsr = st.lsr;
+	s->msr = st.msr;
+	s->scr = st.scr;
+	s->dll = st.dll;
+	s->dlm = st.dlm;
+	s->fcr = st.fcr;
+	s->thr_irq = st.thr_irq;
+	memcpy(s->rx, st.rx, sizeof(s->rx));
+	s->rx_head = st.rx_head;
+	s->rx_count = st.rx_count;
+	/* A new VM's line is low: raise it again if an interrupt is pending (the 8250 driver
+	 * takes a repeated one in its stride). */
+	s->irq_level = 0;
+	serial_update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }

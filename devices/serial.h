@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vmm/util.h"
+
 #define SERIAL_FIFO_SIZE 16
 #define SERIAL_TAIL_SIZE 256
 
@@ -50,5 +52,20 @@ size_t serial_rx_room(struct serial *s);
  * Returns how many bytes the guest has sent in all (0: nothing, ever).
  */
 uint64_t serial_last_line(struct serial *s, char *buf, size_t len);
+
+/*
+ * Snapshots (vmm/snapshot/format.h): the registers the guest sees (IER, LCR,
+ * MCR, LSR, MSR, SCR, divisor, FCR), the receive FIFO and the pending
+ * interrupt state, in the current node of w / from node, one table for both.
+ * serial_load checks every field before it changes anything, then drives
+ * the IRQ line to the restored level (call it after the in-kernel irqchip is
+ * restored, before any vCPU runs). 0, or -EINVAL with one line in r->err.
+ */
+struct snap_desc;
+struct snap_writer;
+struct snap_reader;
+extern const struct snap_desc serial_snap_desc;
+int serial_save(struct serial *s, struct snap_writer *w) WUR;
+int serial_load(struct serial *s, struct snap_reader *r, int node) WUR;
 
 #endif

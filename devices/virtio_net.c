@@ -28,6 +28,7 @@
 
 #include "channel/evloop.h"
 #include "devices/tap.h"
+#include "vmm/snapshot/format.h"
 #include "vmm/vm.h"
 
 #define NET_HDR_LEN ((uint32_t)sizeof(struct virtio_net_hdr))
@@ -754,6 +755,17 @@ static int net_pause(struct virtio_dev *vdev)
 	/* Synchronous: on return the loop is not in our callbacks and will not enter them. */
 	net_unregister(net);
 	net->paused = true;
+	/*
+	 * A merged frame half written into the receive ring holds chains the driver
+	 * has not got back: give them back (nothing was published), keep the frame,
+	 * and write it again after resume. Nothing stays in flight across a pause,
+	 * so a snapshot taken now has none.
+	 */
+	if (net->rx_n) {
+		virtq_unpop(&vdev->vqs[VIRTIO_NET_RXQ], (uint16_t)net->rx_n);
+		net->rx_n = 0;
+		net->rx_off = 0;
+	}
 	return 0;
 }
 
@@ -772,6 +784,65 @@ static int net_resume(struct virtio_dev *vdev)
 	if (r == 0)
 		evloop_op_complete(&net->kick_op, 0);
 	return r == -EBUSY ? 0 : r;
+}
+
+/* ---- snapshots: what the guest knows of this device beyond its queues ------------ */
+
+struct net_snap {
+	uint8_t mac[6];
+	uint32_t offloads;   /* TAP_OFFLOAD_* the negotiated features turned on */
+};
+
+#define N struct net_snap
+static const struct snap_field net_snap_fields[] = {
+	SNAP_ARR(N, mac),
+	SNAP_UINT_R(N, offloads, 0, ALL_OFFLOADS),
+};
+#undef N
+const struct snap_desc virtio_net_snap_desc =
+	SNAP_DESC(struct net_snap, "virtio-net", 1, net_snap_fields, NULL);
+
+/* Paused: nothing in flight (pause gave back a half-delivered frame's chains). */
+static int net_save(struct virtio_dev *vdev, struct snap_writer *w)
+{
+	struct net_dev *net = to_net(vdev);
+	struct net_snap st = { .offloads = net->offloads };
+
+	if (!net->paused || net->rx_n)
+		return -EBUSY;
+	memcpy(st.mac, net->mac, sizeof(st.mac));
+	return snap_write(w, &virtio_net_snap_desc, &st);
+}
+
+static void format_mac(const uint8_t mac[6], char *buf, size_t len)
+{
+	snprintf(buf, len, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4],
+		 mac[5]);
+}
+
+/*
+ * The guest keeps the MAC it read and the offloads it negotiated: the tap of
+ * the new process must match. The frame that was waiting in the old
+ * process's bounce buffer is lost, as a frame on a wire may be.
+ */
+static int net_load(struct virtio_dev *vdev, struct snap_reader *r, int node)
+{
+	struct net_dev *net = to_net(vdev);
+	struct net_snap st = { 0 };
+	char was[24], now[24];
+	int ret = snap_read(r, node, &virtio_net_snap_desc, &st);
+
+	if (ret)
+		return ret;
+	if (memcmp(st.mac, net->mac, sizeof(st.mac))) {
+		format_mac(st.mac, was, sizeof(was));
+		format_mac(net->mac, now, sizeof(now));
+		return snap_fail(r, node, "mac: the snapshot's guest has %s, this device %s", was, now);
+	}
+	if (st.offloads & ~net->tap_offloads)
+		return snap_fail(r, node, "offloads: the snapshot's guest uses tap offloads %#x, tap %s "
+				 "takes only %#x", st.offloads, net->ifname, net->tap_offloads);
+	return 0;
 }
 
 static void net_cfg_read(struct virtio_dev *vdev, uint32_t off, void *data, uint32_t len)
@@ -838,8 +909,8 @@ static const struct virtio_dev_ops virtio_net_ops = {
 	.cfg_write = net_cfg_write,
 	.pause = net_pause,
 	.resume = net_resume,
-	.save = NULL,
-	.load = NULL,
+	.snap_save = net_save,
+	.snap_load = net_load,
 	.destroy = net_destroy,
 };
 

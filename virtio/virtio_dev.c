@@ -1,6 +1,15 @@
 /* Helpers every virtio device shares: completing chains and changing config space. */
 #include "virtio/virtio_dev.h"
 
+#include <errno.h>
+#include <string.h>
+
+#include <libfdt.h>
+
+#include "vmm/snapshot/format.h"
+
+#define STATELESS_VERSION 1u
+
 void virtio_dev_complete(struct virtio_dev *vdev, unsigned q, uint16_t head, uint32_t len)
 {
 	bool notify = false;
@@ -35,4 +44,34 @@ void virtio_dev_config_end(struct virtio_dev *vdev)
 	pthread_mutex_unlock(&vdev->cfg_lock);
 	if (vdev->signal_config)
 		vdev->signal_config(vdev);
+}
+
+int virtio_dev_save_stateless(struct virtio_dev *vdev, struct snap_writer *w)
+{
+	(void)vdev;
+	return snap_write_u32(w, "version", STATELESS_VERSION);
+}
+
+int virtio_dev_load_stateless(struct virtio_dev *vdev, struct snap_reader *r, int node)
+{
+	const char *name;
+	uint32_t version;
+	int prop, ret;
+
+	ret = snap_read_u32(r, node, "version", &version);
+	if (ret)
+		return ret;
+	if (version != STATELESS_VERSION)
+		return snap_fail(r, node, "version %u; this vmm reads %s version %u", version,
+				 vdev->ops->name, STATELESS_VERSION);
+	fdt_for_each_property_offset(prop, r->fdt, node) {
+		if (!fdt_getprop_by_offset(r->fdt, prop, &name, NULL) || !name)
+			return snap_fail(r, node, "unreadable property");
+		if (strcmp(name, "version"))
+			return snap_fail(r, node, "unexpected property %.40s (%s keeps no state)", name,
+					 vdev->ops->name);
+	}
+	if (prop != -FDT_ERR_NOTFOUND)
+		return snap_fail(r, node, "corrupt property list");
+	return 0;
 }

@@ -5,12 +5,16 @@
 #include "virtio/virtio_pci.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <libfdt.h>
 
 #include "channel/evloop.h"
 #include "devices/virtio_kinds.h"
 #include "vmm/irq.h"
+#include "vmm/snapshot/format.h"
 #include "vmm/vm.h"
 
 /* One allocation per command-line device: the transport and the device it carries. */
@@ -1189,4 +1193,487 @@ int virtio_pci_add_devices(struct vm *vm)
 		o->vp.allocated = true;
 	}
 	return 0;
+}
+
+/* ---- snapshots ------------------------------------------------------------------------ */
+
+/*
+ * The transport's state as the state file holds it: one node per device
+ * ("blk0"), these fields, "kind" (the device's ops->name), and a child
+ * "device" with the device's own fields (ops->snap_save). Arrays run over the
+ * vectors (nvec) or the queues (num_queues).
+ */
+struct vpci_snap {
+	uint64_t offered;            /* device features + the transport's, when saved */
+	uint64_t driver_features;    /* as the driver wrote them */
+	uint32_t dfselect, gfselect;
+	uint32_t config_generation;
+	uint32_t num_queues;         /* the length of the queue.* arrays */
+	uint32_t nvec;               /* the length of the msix.* arrays */
+	uint16_t queue_select;
+	uint16_t config_vector;
+	uint8_t status;              /* without NEEDS_RESET */
+	uint8_t needs_reset;
+	uint8_t isr;
+	uint8_t live;                /* DRIVER_OK taken and the device activated */
+	uint32_t msix_addr_lo[VPCI_MAX_VECTORS];
+	uint32_t msix_addr_hi[VPCI_MAX_VECTORS];
+	uint32_t msix_data[VPCI_MAX_VECTORS];
+	uint32_t msix_ctrl[VPCI_MAX_VECTORS];
+	uint64_t msix_pba[(VPCI_MAX_VECTORS + 63) / 64];
+	uint16_t q_size[VIRTIO_MAX_QUEUES];
+	uint8_t q_enabled[VIRTIO_MAX_QUEUES];
+	uint16_t q_vector[VIRTIO_MAX_QUEUES];
+	uint16_t q_last_avail[VIRTIO_MAX_QUEUES];
+	uint16_t q_used_idx[VIRTIO_MAX_QUEUES];
+	uint64_t q_desc[VIRTIO_MAX_QUEUES];
+	uint64_t q_driver[VIRTIO_MAX_QUEUES];
+	uint64_t q_device[VIRTIO_MAX_QUEUES];
+	uint8_t pci_cfg[PCI_CFG_SIZE]; /* the function's configuration space: BARs, command, MSI-X control */
+};
+
+#define S struct vpci_snap
+static const struct snap_field vpci_snap_fields[] = {
+	SNAP_U(S, offered),
+	SNAP_U(S, driver_features),
+	SNAP_U(S, dfselect),
+	SNAP_U(S, gfselect),
+	SNAP_U(S, config_generation),
+	SNAP_U(S, queue_select),
+	SNAP_U(S, config_vector),
+	SNAP_U(S, status),
+	SNAP_BOOL(S, needs_reset),
+	SNAP_UINT_R(S, isr, 0, VIRTIO_PCI_ISR_QUEUE | VIRTIO_PCI_ISR_CONFIG),
+	SNAP_BOOL(S, live),
+	SNAP_VARRAY_N(S, msix_addr_lo, nvec, "msix.addr_lo"),
+	SNAP_VARRAY_N(S, msix_addr_hi, nvec, "msix.addr_hi"),
+	SNAP_VARRAY_N(S, msix_data, nvec, "msix.data"),
+	SNAP_VARRAY_N(S, msix_ctrl, nvec, "msix.ctrl"),
+	SNAP_ARRAY_N(S, msix_pba, "msix.pba"),
+	SNAP_VARRAY_N(S, q_size, num_queues, "queue.size"),
+	SNAP_VARRAY_N(S, q_enabled, num_queues, "queue.enabled"),
+	SNAP_VARRAY_N(S, q_vector, num_queues, "queue.vector"),
+	SNAP_VARRAY_N(S, q_last_avail, num_queues, "queue.last_avail_idx"),
+	SNAP_VARRAY_N(S, q_used_idx, num_queues, "queue.used_idx"),
+	SNAP_VARRAY_N(S, q_desc, num_queues, "queue.desc"),
+	SNAP_VARRAY_N(S, q_driver, num_queues, "queue.driver"),
+	SNAP_VARRAY_N(S, q_device, num_queues, "queue.device"),
+	SNAP_ARRAY_N(S, pci_cfg, "pci.cfg"),
+};
+#undef S
+
+#define VPCI_STATUS_BITS (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | \
+			  VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_FAILED)
+
+static bool vector_ok(const struct vpci_snap *st, uint16_t v)
+{
+	return v < st->nvec || v == VIRTIO_MSI_NO_VECTOR;
+}
+
+/* What any transport could hold, whatever the device: the fields agree with each other. */
+static int vpci_snap_check(const void *obj, char *err, size_t errlen)
+{
+	const struct vpci_snap *st = obj;
+	bool fok = st->status & VIRTIO_STATUS_FEATURES_OK;
+	uint64_t extra = st->driver_features & ~st->offered;
+
+#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -EINVAL; } while (0)
+	if (!st->num_queues)
+		FAIL("queue.size: no queues");
+	if (st->nvec != st->num_queues + 1)
+		FAIL("msix.ctrl: %u vectors for %u queues; the transport has one per queue and one more",
+		     st->nvec, st->num_queues);
+	if (st->status & ~VPCI_STATUS_BITS)
+		FAIL("status: %#x has bits a driver cannot set", st->status);
+	if (fok && !(st->status & VIRTIO_STATUS_DRIVER))
+		FAIL("status: %#x: FEATURES_OK without DRIVER", st->status);
+	if ((st->status & VIRTIO_STATUS_DRIVER_OK) && !fok)
+		FAIL("status: %#x: DRIVER_OK without FEATURES_OK", st->status);
+	if (st->live && !(st->status & VIRTIO_STATUS_DRIVER_OK))
+		FAIL("live: set, but status %#x has no DRIVER_OK", st->status);
+	if (fok && extra)
+		FAIL("driver_features: %#llx accepts %#llx, which was not offered (%#llx)",
+		     (unsigned long long)st->driver_features, (unsigned long long)extra,
+		     (unsigned long long)st->offered);
+	if (fok && !(st->driver_features & (1ULL << VIRTIO_F_VERSION_1)))
+		FAIL("driver_features: %#llx: FEATURES_OK without VERSION_1",
+		     (unsigned long long)st->driver_features);
+	if (!vector_ok(st, st->config_vector))
+		FAIL("config_vector: %u is out of range (%u vectors)", st->config_vector, st->nvec);
+	for (unsigned v = 0; v < st->nvec; v++)
+		if (st->msix_ctrl[v] & ~(uint32_t)PCI_MSIX_ENTRY_MASKED)
+			FAIL("msix.ctrl[%u]: %#x has reserved bits set", v, st->msix_ctrl[v]);
+	for (unsigned v = st->nvec; v < 64 * ARRAY_SIZE(st->msix_pba); v++)
+		if (st->msix_pba[v / 64] & (1ULL << (v % 64)))
+			FAIL("msix.pba: vector %u pending, but there are %u vectors", v, st->nvec);
+	for (unsigned q = 0; q < st->num_queues; q++) {
+		uint16_t size = st->q_size[q];
+
+		if (!size || (size & (size - 1)) || size > VIRTQ_MAX_SIZE)
+			FAIL("queue.size[%u]: %u is not a power of two up to %u", q, size, VIRTQ_MAX_SIZE);
+		if (!vector_ok(st, st->q_vector[q]))
+			FAIL("queue.vector[%u]: %u is out of range (%u vectors)", q, st->q_vector[q],
+			     st->nvec);
+		if (st->q_enabled[q] > 1)
+			FAIL("queue.enabled[%u]: %u is neither 0 nor 1", q, st->q_enabled[q]);
+		if (!st->q_enabled[q])
+			continue;
+		if (!fok)
+			FAIL("queue.enabled[%u]: enabled, but status %#x has no FEATURES_OK", q, st->status);
+		if ((uint16_t)(st->q_last_avail[q] - st->q_used_idx[q]) > size)
+			FAIL("queue.last_avail_idx[%u]: %u is more than the queue size %u ahead of "
+			     "used_idx %u", q, st->q_last_avail[q], size, st->q_used_idx[q]);
+		if (!IS_ALIGNED(st->q_desc[q], VIRTQ_DESC_ALIGN))
+			FAIL("queue.desc[%u]: %#llx is not %u-byte aligned", q,
+			     (unsigned long long)st->q_desc[q], VIRTQ_DESC_ALIGN);
+		if (!IS_ALIGNED(st->q_driver[q], VIRTQ_AVAIL_ALIGN))
+			FAIL("queue.driver[%u]: %#llx is not %u-byte aligned", q,
+			     (unsigned long long)st->q_driver[q], VIRTQ_AVAIL_ALIGN);
+		if (!IS_ALIGNED(st->q_device[q], VIRTQ_USED_ALIGN))
+			FAIL("queue.device[%u]: %#llx is not %u-byte aligned", q,
+			     (unsigned long long)st->q_device[q], VIRTQ_USED_ALIGN);
+	}
+#undef FAIL
+	return 0;
+}
+
+static const char *const vpci_snap_extra[] = { "kind", NULL };
+
+const struct snap_desc virtio_pci_snap_desc = {
+	.name = "virtio-pci", .version = 1, .min_version = 1, .size = sizeof(struct vpci_snap),
+	.fields = vpci_snap_fields, .nfields = ARRAY_SIZE(vpci_snap_fields),
+	.extra = vpci_snap_extra, .check = vpci_snap_check,
+};
+
+int virtio_pci_save(struct virtio_pci *vp, struct snap_writer *w, char *err, size_t errlen)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	struct vpci_snap *st;
+	int ret = 0;
+
+	if (!vdev->ops->snap_save || !vdev->ops->snap_load) {
+		snprintf(err, errlen, "%s (%s) cannot be saved", vdev->id, vdev->ops->name);
+		return -ENOTSUP;
+	}
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	/* Config space first: the bus's lock comes before ours. */
+	if (vp->pci.bus)
+		pthread_mutex_lock(&vp->pci.bus->cfg_lock);
+	memcpy(st->pci_cfg, vp->pci.cfg, sizeof(st->pci_cfg));
+	if (vp->pci.bus)
+		pthread_mutex_unlock(&vp->pci.bus->cfg_lock);
+
+	pthread_mutex_lock(&vp->lock);
+	if (!vp->paused) {
+		snprintf(err, errlen, "%s: not paused; pause the VM before a snapshot", vp->name);
+		ret = -EBUSY;
+		goto unlock;
+	}
+	st->offered = vp->offered;
+	st->driver_features = vp->driver_features;
+	st->dfselect = vp->dfselect;
+	st->gfselect = vp->gfselect;
+	st->config_generation = __atomic_load_n(&vdev->config_generation, __ATOMIC_SEQ_CST);
+	st->num_queues = vdev->num_queues;
+	st->nvec = vp->nvec;
+	st->queue_select = vp->queue_select;
+	st->status = vp->status;
+	st->needs_reset = __atomic_load_n(&vp->needs_reset, __ATOMIC_SEQ_CST);
+	st->isr = __atomic_load_n(&vp->isr, __ATOMIC_SEQ_CST);
+	st->live = vp->live;
+	for (unsigned q = 0; q < vdev->num_queues; q++) {
+		const struct virtq *vq = &vdev->vqs[q];
+		struct virtq_state qs;
+
+		/* Pause drained the device: what it popped it has pushed and published. */
+		if (!vdev->external_queues && (virtq_in_flight(vq) || virtq_unpublished(vq))) {
+			snprintf(err, errlen, "%s: queue %u still has %u request(s) in flight and %u "
+				 "unpublished after pause", vp->name, q, virtq_in_flight(vq),
+				 virtq_unpublished(vq));
+			ret = -EBUSY;
+			goto unlock;
+		}
+		virtq_save(vq, &qs);
+		st->q_size[q] = qs.size;
+		st->q_enabled[q] = qs.enabled;
+		st->q_last_avail[q] = qs.last_avail_idx;
+		st->q_used_idx[q] = qs.used_idx;
+		st->q_desc[q] = qs.desc_gpa;
+		st->q_driver[q] = qs.avail_gpa;
+		st->q_device[q] = qs.used_gpa;
+	}
+	pthread_mutex_lock(&vp->msix_lock);
+	st->config_vector = vp->config_vector;
+	for (unsigned q = 0; q < vdev->num_queues; q++)
+		st->q_vector[q] = vp->queues[q].msix_vector;
+	for (unsigned v = 0; v < vp->nvec; v++) {
+		st->msix_addr_lo[v] = vp->vec[v].addr_lo;
+		st->msix_addr_hi[v] = vp->vec[v].addr_hi;
+		st->msix_data[v] = vp->vec[v].data;
+		st->msix_ctrl[v] = vp->vec[v].ctrl;
+	}
+	memcpy(st->msix_pba, vp->pba, sizeof(st->msix_pba));
+	pthread_mutex_unlock(&vp->msix_lock);
+unlock:
+	pthread_mutex_unlock(&vp->lock);
+	if (ret)
+		goto out;
+
+	if (snap_write(w, &virtio_pci_snap_desc, st) ||
+	    snap_write_string(w, "kind", vdev->ops->name) || snap_begin_node(w, "device")) {
+		ret = w->err;
+		snprintf(err, errlen, "%s: writing the transport's state: %s", vp->name, strerror(-ret));
+		goto out;
+	}
+	ret = vdev->ops->snap_save(vdev, w);
+	if (!ret && snap_end_node(w))
+		ret = w->err;
+	if (ret)
+		snprintf(err, errlen, "%s (%s): saving its state failed: %s", vdev->id, vdev->ops->name,
+			 strerror(-ret));
+out:
+	free(st);
+	return ret;
+}
+
+/* The transport node holds its fields and one child, "device". */
+static int device_node(struct snap_reader *r, int node)
+{
+	int child, dev = -1;
+
+	fdt_for_each_subnode(child, r->fdt, node) {
+		const char *name = fdt_get_name(r->fdt, child, NULL);
+
+		if (!name || strcmp(name, "device") || dev >= 0)
+			return snap_fail(r, node, "unexpected node %.40s", name ? name : "(unnamed)");
+		dev = child;
+	}
+	if (child != -FDT_ERR_NOTFOUND)
+		return snap_fail(r, node, "corrupt node list");
+	if (dev < 0)
+		return snap_fail(r, node, "missing node device");
+	return dev;
+}
+
+int virtio_pci_snap_check(struct snap_reader *r, int node)
+{
+	struct vpci_snap *st = calloc(1, sizeof(*st));
+	const char *kind;
+	int ret;
+
+	if (!st)
+		return -ENOMEM;
+	ret = snap_read_string(r, node, "kind", &kind);
+	if (!ret)
+		ret = snap_read(r, node, &virtio_pci_snap_desc, st);
+	if (!ret) {
+		ret = device_node(r, node);
+		ret = ret < 0 ? ret : 0;
+	}
+	free(st);
+	return ret;
+}
+
+/* Does [gpa, gpa + len) lie in guest RAM? */
+static bool in_ram(struct virtio_pci *vp, uint64_t gpa, uint64_t len)
+{
+	return gmem_translate(&vp->vdev->vm->mem, gpa, len) != NULL;
+}
+
+/* What this transport and device can take: queue counts and sizes, features, RAM, identity. */
+static int check_against(struct virtio_pci *vp, const struct vpci_snap *st, struct snap_reader *r,
+			 int node)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	uint64_t extra = st->driver_features & ~vp->offered;
+
+	if (st->num_queues != vdev->num_queues)
+		return snap_fail(r, node, "num_queues: the snapshot's %s has %u queues, this one %u",
+				 vdev->ops->name, st->num_queues, vdev->num_queues);
+	if ((st->status & VIRTIO_STATUS_FEATURES_OK) && extra)
+		return snap_fail(r, node, "driver_features: %#llx accepts %#llx, which this %s does "
+				 "not offer (%#llx)", (unsigned long long)st->driver_features,
+				 (unsigned long long)extra, vdev->ops->name,
+				 (unsigned long long)vp->offered);
+	for (unsigned q = 0; q < st->num_queues; q++) {
+		uint16_t size = st->q_size[q];
+
+		if (size > vdev->queue_max_size)
+			return snap_fail(r, node, "queue.size[%u]: %u is larger than this device's "
+					 "queues (%u)", q, size, vdev->queue_max_size);
+		if (!st->q_enabled[q])
+			continue;
+		if (!in_ram(vp, st->q_desc[q], virtq_desc_bytes(size)))
+			return snap_fail(r, node, "queue.desc[%u]: %#llx (+%llu) is not guest RAM", q,
+					 (unsigned long long)st->q_desc[q],
+					 (unsigned long long)virtq_desc_bytes(size));
+		if (!in_ram(vp, st->q_driver[q], virtq_avail_bytes(size)))
+			return snap_fail(r, node, "queue.driver[%u]: %#llx (+%llu) is not guest RAM", q,
+					 (unsigned long long)st->q_driver[q],
+					 (unsigned long long)virtq_avail_bytes(size));
+		if (!in_ram(vp, st->q_device[q], virtq_used_bytes(size)))
+			return snap_fail(r, node, "queue.device[%u]: %#llx (+%llu) is not guest RAM", q,
+					 (unsigned long long)st->q_device[q],
+					 (unsigned long long)virtq_used_bytes(size));
+	}
+	/* What the guest cannot write must be this device's: ids, capabilities, BAR types. */
+	for (unsigned i = 0; i < PCI_CFG_SIZE; i++) {
+		uint8_t ro = (uint8_t)~vp->pci.wmask[i];
+
+		if ((st->pci_cfg[i] ^ vp->pci.cfg[i]) & ro)
+			return snap_fail(r, node, "pci.cfg: byte %#x is %#x, this %s has %#x", i,
+					 st->pci_cfg[i], vdev->ops->name, vp->pci.cfg[i]);
+	}
+	return 0;
+}
+
+static void cfg_write(struct virtio_pci *vp, uint32_t reg, const uint8_t *cfg, unsigned len)
+{
+	uint8_t data[4];
+
+	memcpy(data, cfg + reg, len);
+	pci_cfg_access(vp->pci.bus, vp->pci.slot, 0, reg, data, len, true);
+}
+
+/*
+ * The guest's configuration space back through the bus, as the guest wrote
+ * it: BARs with decoding off, then the other writable bytes, then the command
+ * register (BARs decode: the ioeventfds follow), then MSI-X control (routes).
+ * The PCI_CFG window's data is not written: that would be a BAR access.
+ */
+static void restore_pci_cfg(struct virtio_pci *vp, const uint8_t *cfg)
+{
+	const struct pci_device *d = &vp->pci;
+	uint32_t data_off = vp->cfg_cap + offsetof(struct virtio_pci_cfg_cap, pci_cfg_data);
+	uint32_t ctrl_off = vp->msix_cap + 2u;
+	uint8_t no_decode[2] = { cfg[PCI_COMMAND] & (uint8_t)~(PCI_CMD_IO | PCI_CMD_MEM),
+				 cfg[PCI_COMMAND + 1] };
+
+	pci_cfg_access(vp->pci.bus, vp->pci.slot, 0, PCI_COMMAND, no_decode, 2, true);
+	for (uint32_t reg = PCI_BAR0; reg < PCI_BAR0 + 4 * PCI_NR_BARS; reg += 4)
+		cfg_write(vp, reg, cfg, 4);
+	for (uint32_t reg = 0; reg < PCI_CFG_SIZE; reg++) {
+		if (!d->wmask[reg] || (reg >= PCI_COMMAND && reg < PCI_COMMAND + 2) ||
+		    (reg >= PCI_BAR0 && reg < PCI_BAR0 + 4 * PCI_NR_BARS) ||
+		    (reg >= ctrl_off && reg < ctrl_off + 2) ||
+		    (vp->cfg_cap && reg >= data_off && reg < data_off + 4))
+			continue;
+		cfg_write(vp, reg, cfg, 1);
+	}
+	cfg_write(vp, PCI_COMMAND, cfg, 2);
+	cfg_write(vp, ctrl_off, cfg, 2);
+}
+
+/* Validated state onto a transport just created (or reset): nothing here is the file's fault. */
+static int apply_snap(struct virtio_pci *vp, const struct vpci_snap *st, struct snap_reader *r,
+		      int node)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	uint64_t features = st->status & VIRTIO_STATUS_FEATURES_OK ? st->driver_features : 0;
+	int ret = 0;
+
+	pthread_mutex_lock(&vp->lock);
+	reset_locked(vp);
+	pthread_mutex_unlock(&vp->lock);
+
+	/* The table before MSI-X control: enabling then routes exactly the saved messages. */
+	pthread_mutex_lock(&vp->msix_lock);
+	for (unsigned v = 0; v < vp->nvec; v++) {
+		vp->vec[v].addr_lo = st->msix_addr_lo[v];
+		vp->vec[v].addr_hi = st->msix_addr_hi[v];
+		vp->vec[v].data = st->msix_data[v];
+		vp->vec[v].ctrl = st->msix_ctrl[v];
+	}
+	memcpy(vp->pba, st->msix_pba, sizeof(vp->pba));
+	pthread_mutex_unlock(&vp->msix_lock);
+	if (vp->pci.bus)
+		restore_pci_cfg(vp, st->pci_cfg);
+
+	pthread_mutex_lock(&vp->lock);
+	vp->driver_features = st->driver_features;
+	vdev->driver_features = features;
+	vp->dfselect = st->dfselect;
+	vp->gfselect = st->gfselect;
+	vp->status = st->status;
+	vp->queue_select = st->queue_select;
+	__atomic_store_n(&vdev->config_generation, st->config_generation, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&vp->isr, st->isr, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&vp->needs_reset, st->needs_reset != 0, __ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&vp->msix_lock);
+	vp->config_vector = st->config_vector;
+	for (unsigned q = 0; q < vdev->num_queues; q++)
+		vp->queues[q].msix_vector = st->q_vector[q];
+	pthread_mutex_unlock(&vp->msix_lock);
+	for (unsigned q = 0; q < vdev->num_queues && !ret; q++) {
+		const struct virtq_state qs = {
+			.desc_gpa = st->q_desc[q], .avail_gpa = st->q_driver[q],
+			.used_gpa = st->q_device[q], .size = st->q_size[q],
+			.last_avail_idx = st->q_last_avail[q], .used_idx = st->q_used_idx[q],
+			.enabled = st->q_enabled[q],
+		};
+
+		ret = virtq_restore(&vdev->vqs[q], &qs, features);
+		if (ret)
+			ret = snap_fail(r, node, "queue %u cannot be restored: %s", q, strerror(-ret));
+	}
+	/*
+	 * The device picks up where it stopped: activated on its restored queues,
+	 * then paused like every device of a paused VM; virtio_pci_resume() starts it.
+	 */
+	if (!ret && st->live && vdev->ops->activate) {
+		ret = vdev->ops->activate(vdev);
+		if (ret)
+			snap_fail(r, node, "live: the device refused to start: %s", strerror(-ret));
+	}
+	if (!ret) {
+		vp->live = st->live;
+		if (!vp->paused && vdev->ops->pause) {
+			ret = vdev->ops->pause(vdev);
+			if (ret)
+				snap_fail(r, node, "the restored device cannot be paused: %s",
+					  strerror(-ret));
+		}
+	}
+	if (!ret) {
+		vp->paused = true;
+		/* A kick the old process had not served yet: the device looks at every queue once. */
+		for (unsigned q = 0; !vdev->external_queues && q < vdev->num_queues; q++)
+			if (virtq_is_enabled(&vdev->vqs[q]))
+				notifier_signal(&vp->queues[q].kick);
+	}
+	pthread_mutex_unlock(&vp->lock);
+	return ret;
+}
+
+int virtio_pci_load(struct virtio_pci *vp, struct snap_reader *r, int node)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	struct vpci_snap *st;
+	const char *kind;
+	int dev, ret;
+
+	if (!vdev->ops->snap_load)
+		return snap_fail(r, node, "%s (%s) cannot be restored", vdev->id, vdev->ops->name);
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	ret = snap_read_string(r, node, "kind", &kind);
+	if (!ret && strcmp(kind, vdev->ops->name))
+		ret = snap_fail(r, node, "kind: the snapshot has a %.40s, this VM a %s", kind,
+				vdev->ops->name);
+	/* Everything is checked before anything changes: the transport's fields, then the device's. */
+	if (!ret)
+		ret = snap_read(r, node, &virtio_pci_snap_desc, st);
+	if (!ret)
+		ret = check_against(vp, st, r, node);
+	if (!ret) {
+		dev = device_node(r, node);
+		ret = dev < 0 ? dev : vdev->ops->snap_load(vdev, r, dev);
+	}
+	if (!ret)
+		ret = apply_snap(vp, st, r, node);
+	free(st);
+	return ret;
 }

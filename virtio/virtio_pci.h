@@ -47,6 +47,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "channel/notifier.h"
@@ -227,6 +228,42 @@ int virtio_pci_resume(struct virtio_pci *vp) WUR;
 int virtio_pci_queue_kick_fd(struct virtio_pci *vp, unsigned q);
 /* For vhost-user: the irqfd of the vector queue q uses now, or -1 (none, or masked). */
 int virtio_pci_queue_call_fd(struct virtio_pci *vp, unsigned q);
+
+/*
+ * Snapshots (docs/snapshot.md). A device's node in the state file holds the
+ * transport's fields (virtio_pci_snap_desc: features offered and accepted,
+ * feature selects, status, config generation, ISR, MSI-X table, PBA and
+ * config vector, every queue's size, enable, vector, ring addresses and
+ * indices, and the PCI configuration space), "kind" (ops->name), and a child
+ * node "device" with what the device's own save hook wrote.
+ *
+ * virtio_pci_save: the transport must be paused (virtio_pci_pause); writes
+ * into the current node of w, which the caller opened and closes (named
+ * after vdev->id). -ENOTSUP when the device has no snap_save/snap_load, -EBUSY
+ * when not paused or a queue still has requests in flight; err says which.
+ *
+ * virtio_pci_load: node as virtio_pci_save wrote it; vp was just created
+ * from the same command line, its VM's RAM already holds the snapshot's
+ * memory, and nothing runs. Reads and checks every field (the transport's,
+ * against this device: queue count and sizes, rings inside guest RAM,
+ * vectors, features offered, the read-only PCI config bytes; then the
+ * device's load hook) before applying any; then re-creates what the live
+ * transport had: BARs (and so the ioeventfds), MSI-X routes, queues at
+ * their indices, and activate() when the device was live. The transport
+ * comes back paused, as the VM it belonged to: virtio_pci_resume() starts
+ * it, and every enabled queue is looked at once then. 0, or -EINVAL (or
+ * the device's -errno) with one line in r->err naming the node and field.
+ *
+ * virtio_pci_snap_check: the checks that need no device (ranges, fields
+ * against each other, a "device" child), for parsing a whole file early.
+ */
+struct snap_desc;
+struct snap_writer;
+struct snap_reader;
+extern const struct snap_desc virtio_pci_snap_desc;
+int virtio_pci_save(struct virtio_pci *vp, struct snap_writer *w, char *err, size_t errlen) WUR;
+int virtio_pci_load(struct virtio_pci *vp, struct snap_reader *r, int node) WUR;
+int virtio_pci_snap_check(struct snap_reader *r, int node) WUR;
 
 /* The BAR handlers (tests and fuzzing reach them through the PCI bus too). */
 void virtio_pci_common_read(struct virtio_pci *vp, uint32_t off, uint8_t *data, unsigned len);

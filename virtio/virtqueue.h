@@ -256,6 +256,16 @@ struct virtq_state {
 };
 
 void virtq_save(const struct virtq *vq, struct virtq_state *st);
+/* Chains popped and not pushed back yet (0 when disabled): a paused device that drained has none. */
+static inline uint16_t virtq_in_flight(const struct virtq *vq)
+{
+	return vq->enabled ? (uint16_t)(vq->last_avail_idx - vq->used_idx) : 0;
+}
+/* Chains pushed but not yet published by virtq_flush() (0 when disabled). */
+static inline uint16_t virtq_unpublished(const struct virtq *vq)
+{
+	return vq->enabled ? (uint16_t)(vq->used_idx - vq->used_published) : 0;
+}
 /* Returns 0, or -EINVAL / -EFAULT (as virtq_enable) leaving the queue reset. */
 int virtq_restore(struct virtq *vq, const struct virtq_state *st, uint64_t features) WUR;
 
