@@ -1,6 +1,7 @@
 #include "vmm/gmem.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <linux/memfd.h>
 #include <stdint.h>
@@ -135,7 +136,7 @@ static void gmem_init(struct gmem *gm, uint64_t ram_size, enum gmem_backing back
 int gmem_create_backed(struct gmem *gm, uint64_t ram_size, uint64_t hole_start, uint64_t hole_end,
 		       enum gmem_backing backing)
 {
-	unsigned int mfd_flags = MFD_CLOEXEC;
+	unsigned int mfd_flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
 	int ret;
 
 	gmem_init(gm, ram_size, backing);
@@ -155,7 +156,13 @@ int gmem_create_backed(struct gmem *gm, uint64_t ram_size, uint64_t hole_start, 
 	gm->fd = memfd_create("vmm-guest-ram", mfd_flags);
 	if (gm->fd < 0)
 		return -errno;
-	if (ftruncate(gm->fd, (off_t)ram_size) < 0) {
+	/*
+	 * The size is final: sealed, a process the memfd is shared with (a
+	 * vhost-user back-end) cannot truncate it and turn our own accesses to
+	 * guest RAM into SIGBUS.
+	 */
+	if (ftruncate(gm->fd, (off_t)ram_size) < 0 ||
+	    fcntl(gm->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
 		ret = -errno;
 		goto err_close;
 	}

@@ -6,7 +6,8 @@
  *                 pages under the kernel's default THP policy ("madvise" or
  *                 "always"), as Firecracker and Cloud Hypervisor do.
  *   GMEM_SHARED   a memfd mapped MAP_SHARED, so another process (a vhost-user
- *                 backend) can map the very same pages; its huge pages depend
+ *                 backend) can map the very same pages (its size sealed: nobody
+ *                 can truncate it under us); its huge pages depend
  *                 on .../transparent_hugepage/shmem_enabled ("never" by default).
  *   GMEM_HUGETLB  a memfd with MFD_HUGETLB: 2 MiB pages from the host's
  *                 reserved pool (vm.nr_hugepages), shared too.

@@ -80,6 +80,11 @@ static void test_guest_writes_are_visible_through_the_memfd(void **state)
 	assert_int_equal(gmem_create_backed(&gm, 48 * MiB, 32 * MiB, 40 * MiB, GMEM_SHARED), 0);
 	assert_int_equal(gm.backing, GMEM_SHARED);
 	assert_true(gm.fd >= 0);
+	/* Sealed: whoever the fd is shared with cannot resize guest RAM under us. */
+	assert_int_equal(fcntl(gm.fd, F_GET_SEALS) & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL),
+			 F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+	assert_int_equal(ftruncate(gm.fd, 4096), -1);
+	assert_int_equal(ftruncate(gm.fd, 64 * MiB), -1);
 	assert_int_equal(gmem_write(&gm, 40 * MiB + 4096, "above the hole", 15), 0);
 	assert_int_equal(pread(gm.fd, got, 15, (off_t)(32 * MiB + 4096)), 15);
 	assert_memory_equal(got, "above the hole", 15);

@@ -1,0 +1,301 @@
+# vhost-user: real back-ends from Debian's QEMU packages.
+#   qemu-storage-daemon --export type=vhost-user-blk: the guest reads a
+#     host-written disk, writes one the host checks after power-off; the
+#     back-end is killed and restarted (reconnect=1) while the guest reads in a
+#     loop; killed without reconnect= the VMM and the guest stay up.
+#   virtiofsd: the guest mounts the tag; files written on either side are seen
+#     on the other.
+# Bad --vhost-user options and a socket nobody listens on: one line, status 2.
+
+VHU_WORK=$WORK/vhost-user
+QSD=${QSD:-qemu-storage-daemon}
+VIRTIOFSD=${VIRTIOFSD:-/usr/lib/qemu/virtiofsd}
+
+vhu_setup() {
+	rm -rf "$VHU_WORK"
+	mkdir -p "$VHU_WORK"
+}
+
+# vhu_wait_socket PATH PID: until the back-end listens (10 s at most).
+vhu_wait_socket() {
+	for _ in $(seq 100); do
+		[ -S "$1" ] && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# vhu_qsd IMG SOCK [writable]: start a vhost-user-blk export; sets QSD_PID.
+vhu_qsd() {
+	local img=$1 sock=$2 writable=${3:-on}
+	rm -f "$sock"
+	"$QSD" --blockdev "driver=file,node-name=file0,filename=$img,cache.direct=off" \
+		--export "type=vhost-user-blk,id=exp0,node-name=file0,addr.type=unix,addr.path=$sock,writable=$writable,num-queues=2" \
+		>>"$VHU_WORK/qsd.log" 2>&1 &
+	QSD_PID=$!
+	# Not a job of this shell: the cases kill it from a subshell, and bash
+	# would report "Killed" in the middle of the case's output.
+	disown "$QSD_PID"
+	vhu_wait_socket "$sock" "$QSD_PID"
+}
+
+# vhu_stop PID: SIGTERM, then wait for it to be gone (5 s at most).
+vhu_stop() {
+	[ -n "${1:-}" ] || return 0
+	kill "$1" 2>/dev/null || return 0
+	for _ in $(seq 50); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL "$1" 2>/dev/null
+	return 0
+}
+
+# vhu_guest TEST LOG CMDLINE_EXTRA [vmm args...]: guest_test with more kernel command line.
+vhu_guest() {
+	local name=$1 log=$2 extra=$3
+	shift 3
+	vmm_boot "$log" --kernel "$KERNEL" --initramfs "$INITRD" \
+		--cmdline "$CMDLINE_BASE vmm.test=$name $extra" "$@"
+}
+
+vhu_have_qsd() {
+	command -v "$QSD" >/dev/null && return 0
+	boot_fail "$QSD is not installed (apt-get install qemu-system-x86 or qemu-utils)"
+	return 1
+}
+
+case_vhost_user_blk_read() {
+	local img=$VHU_WORK/read.img sock=$VHU_WORK/blk.sock log=$WORK/vhu-blk-read.log
+	vhu_have_qsd || return
+	vhu_setup
+	head -c $((16 << 20)) /dev/urandom >"$img"
+	vhu_qsd "$img" "$sock" off || { boot_fail "qemu-storage-daemon did not start: $(tail -n 2 "$VHU_WORK/qsd.log")"; return; }
+	guest_test blk-read "$log" --cpus 2 --memory 512M --vhost-user "type=blk,socket=$sock"
+	vhu_stop "$QSD_PID"
+	guest_ran "$log" blk-read || return
+	expect_value vda_sectors 32768 "$log" || return
+	expect_value vda_ro 1 "$log" || return
+	expect_value vda_sha256 "$(dd if="$img" bs=1M count=8 status=none | sha256sum | cut -d' ' -f1)" "$log" || return
+	expect_value vda_last_sha256 "$(tail -c 512 "$img" | sha256sum | cut -d' ' -f1)" "$log" || return
+	boot_pass "8 MiB and the last sector read through qemu-storage-daemon; read-only export seen as such"
+}
+
+case_vhost_user_blk_write() {
+	local img=$VHU_WORK/write.img orig=$VHU_WORK/write.orig sock=$VHU_WORK/blk.sock
+	local log=$WORK/vhu-blk-write.log want zero
+	vhu_have_qsd || return
+	vhu_setup
+	head -c $((16 << 20)) /dev/urandom >"$orig"
+	cp "$orig" "$img"
+	vhu_qsd "$img" "$sock" || { boot_fail "qemu-storage-daemon did not start: $(tail -n 2 "$VHU_WORK/qsd.log")"; return; }
+	guest_test blk-write "$log" --cpus 2 --memory 512M --vhost-user "type=blk,socket=$sock,queues=2"
+	vhu_stop "$QSD_PID"
+	guest_ran "$log" blk-write || return
+	want=$(awk 'BEGIN { for (i = 0; i < 262144; i++) printf "%015d\n", i }' | sha256sum | cut -d' ' -f1)
+	expect_value pattern_sha256 "$want" "$log" || return
+	expect_value readback_sha256 "$want" "$log" || return
+	zero=$(head -c $((1 << 20)) /dev/zero | sha256sum | cut -d' ' -f1)
+	expect_value zero_sha256 "$zero" "$log" || return
+	[ "$(dd if="$img" bs=1M skip=1 count=4 status=none | sha256sum | cut -d' ' -f1)" = "$want" ] ||
+		{ boot_fail "image bytes [1 MiB, 5 MiB) are not the guest's pattern" "$log"; return; }
+	if ! cmp -s -n $((777 * 512)) "$img" "$orig" ||
+		! cmp -s -n $((3 << 20)) -i $((5 << 20)):$((5 << 20)) "$img" "$orig"; then
+		boot_fail "bytes the guest did not write have changed" "$log"
+		return
+	fi
+	boot_pass "pattern, marker, write-zeroes reached the image through qemu-storage-daemon (2 queues)"
+}
+
+# The back-end dies under a reading guest and comes back: the guest's loop
+# pauses, then goes on, and every pass reads the same bytes.
+case_vhost_user_blk_reconnect() {
+	local img=$VHU_WORK/loop.img sock=$VHU_WORK/blk.sock log=$WORK/vhu-blk-loop.log last
+	local down_s=3
+	vhu_have_qsd || return
+	vhu_setup
+	head -c $((16 << 20)) /dev/urandom >"$img"
+	vhu_qsd "$img" "$sock" || { boot_fail "qemu-storage-daemon did not start"; return; }
+	rm -f "$log"
+	(
+		# Wait for the guest's loop, kill the back-end hard, restart it later.
+		for _ in $(seq 1200); do
+			grep -q '^loop_started' "$log" 2>/dev/null && break
+			sleep 0.1
+		done
+		sleep 3
+		kill -KILL "$QSD_PID"
+		echo "killed $(date +%s%N)" >"$VHU_WORK/events"
+		sleep "$down_s"
+		vhu_qsd "$img" "$sock"
+		echo "restarted $(date +%s%N) $QSD_PID" >>"$VHU_WORK/events"
+	) &
+	local killer=$!
+	vhu_guest vhost-blk-loop "$log" "vmm.loop_secs=25 vmm.loop_write=1" --cpus 2 --memory 512M \
+		--vhost-user "type=blk,socket=$sock,reconnect=1"
+	wait "$killer" 2>/dev/null
+	vhu_stop "$(awk '$1 == "restarted" { print $3 }' "$VHU_WORK/events" 2>/dev/null)"
+	guest_ran "$log" vhost-blk-loop || return
+	grep -q '^restarted' "$VHU_WORK/events" 2>/dev/null ||
+		{ boot_fail "the back-end was not killed and restarted during the loop" "$log"; return; }
+	grep -q 'is back after' "$log.stderr" ||
+		{ boot_fail "vmm did not report the reconnect: $(tail -n 3 "$log.stderr")" "$log"; return; }
+	expect_value bad_passes 0 "$log" || return
+	expect_value last_sha256 "$(log_value "$log" first_sha256)" "$log" || return
+	[ "$(log_value "$log" first_sha256)" = "$(dd if="$img" bs=1M count=4 status=none | sha256sum | cut -d' ' -f1)" ] ||
+		{ boot_fail "the guest's first pass does not match the image" "$log"; return; }
+	[ "$(log_value "$log" longest_pass_ms)" -ge $((down_s * 1000 - 500)) ] 2>/dev/null ||
+		{ boot_fail "no pass waited for the back-end (longest $(log_value "$log" longest_pass_ms) ms)" "$log"; return; }
+	# Every write the guest saw complete is in the image: the last pattern it wrote.
+	last=$(log_value "$log" last_written)
+	case $last in A|B) ;; *) boot_fail "the guest wrote no pattern (last_written=$last)" "$log"; return ;; esac
+	[ "$(dd if="$img" bs=1M skip=8 count=4 status=none | sha256sum | cut -d' ' -f1)" = \
+	  "$(awk -v p="$last" 'BEGIN { for (i = 0; i < 262144; i++) printf "%s%014d\n", p, i }' | sha256sum | cut -d' ' -f1)" ] ||
+		{ boot_fail "image bytes [8 MiB, 12 MiB) are not pattern $last, the guest's last write" "$log"; return; }
+	boot_pass "$(log_value "$log" passes) read+write passes, 0 bad, last pattern in the image; longest pass $(log_value "$log" longest_pass_ms) ms across a ${down_s} s outage; $(grep -o 'is back after [0-9]* ms' "$log.stderr" | head -n 1)"
+}
+
+# Without reconnect=: the back-end dies, the device needs a reset (the guest
+# sees DEVICE_NEEDS_RESET in the status), its reader stalls, and the VMM and
+# the guest go on: the guest finishes its test and powers off, vmm exits 0.
+case_vhost_user_blk_crash() {
+	local img=$VHU_WORK/crash.img sock=$VHU_WORK/blk.sock log=$WORK/vhu-blk-crash.log status
+	vhu_have_qsd || return
+	vhu_setup
+	head -c $((16 << 20)) /dev/urandom >"$img"
+	vhu_qsd "$img" "$sock" || { boot_fail "qemu-storage-daemon did not start"; return; }
+	rm -f "$log"
+	(
+		for _ in $(seq 1200); do
+			grep -q '^loop_started' "$log" 2>/dev/null && break
+			sleep 0.1
+		done
+		sleep 2
+		kill -KILL "$QSD_PID"
+	) &
+	local killer=$!
+	vhu_guest vhost-blk-crash "$log" vmm.loop_secs=10 --cpus 1 --memory 512M \
+		--vhost-user "type=blk,socket=$sock"
+	wait "$killer" 2>/dev/null
+	guest_ran "$log" vhost-blk-crash || return
+	expect_value alive yes "$log" || return
+	expect_value reader_progress no "$log" || return
+	status=$(log_value "$log" vda_status)
+	[ $((status & 0x40)) -ne 0 ] 2>/dev/null ||
+		{ boot_fail "vda's virtio status $status lacks DEVICE_NEEDS_RESET (0x40)" "$log"; return; }
+	[ "$(grep -c 'is gone; device needs reset' "$log.stderr")" -eq 1 ] ||
+		{ boot_fail "expected one 'device needs reset' line: $(grep vhost "$log.stderr" | head -n 3)" "$log"; return; }
+	boot_pass "back-end killed: one line, status $status (NEEDS_RESET), guest alive and powered off, vmm exit 0"
+}
+
+case_vhost_user_fs() {
+	local dir=$VHU_WORK/share sock=$VHU_WORK/fs.sock log=$WORK/vhu-fs.log pid data_sha want
+	[ -x "$VIRTIOFSD" ] || { boot_fail "$VIRTIOFSD is not installed (qemu-system-common)"; return; }
+	vhu_setup
+	mkdir -p "$dir"
+	echo "hello from the host" >"$dir/host.txt"
+	head -c $((1 << 20)) /dev/urandom >"$dir/host.bin"
+	data_sha=$(sha256sum <"$dir/host.bin" | cut -d' ' -f1)
+	"$VIRTIOFSD" --socket-path="$sock" -o source="$dir" -o cache=none -o sandbox=chroot \
+		>"$VHU_WORK/virtiofsd.log" 2>&1 &
+	pid=$!
+	vhu_wait_socket "$sock" "$pid" || { boot_fail "virtiofsd did not start: $(tail -n 2 "$VHU_WORK/virtiofsd.log")"; return; }
+	# One vCPU: in the nested test host, two-vCPU guests hang in their first
+	# writes to virtio-fs, under QEMU 7.2 with this virtiofsd just the same.
+	vhu_guest vhost-fs "$log" vmm.fs_tag=hostshare --cpus "${VHU_FS_CPUS:-1}" --memory 512M \
+		--vhost-user "type=fs,socket=$sock,tag=hostshare"
+	vhu_stop "$pid"
+	if ! guest_ran "$log" vhost-fs; then
+		echo "  ---- virtiofsd: $(tail -n 3 "$VHU_WORK/virtiofsd.log" | tr '\n' ' ')"
+		return
+	fi
+	expect_value mount ok "$log" || return
+	expect_value host_txt "hello from the host" "$log" || return
+	expect_value host_bin_sha256 "$data_sha" "$log" || return
+	[ "$(cat "$dir/guest.txt" 2>/dev/null)" = "written by the guest" ] ||
+		{ boot_fail "guest.txt on the host is not what the guest wrote" "$log"; return; }
+	want=$(awk 'BEGIN { for (i = 0; i < 65536; i++) printf "%015d\n", i }' | sha256sum | cut -d' ' -f1)
+	[ "$(sha256sum <"$dir/pattern.txt" | cut -d' ' -f1)" = "$want" ] ||
+		{ boot_fail "pattern.txt on the host differs from the guest's" "$log"; return; }
+	[ "$(cat "$dir/gdir/inner.txt" 2>/dev/null)" = inner ] ||
+		{ boot_fail "gdir/inner.txt missing on the host" "$log"; return; }
+	expect_value umount ok "$log" || return
+	boot_pass "virtiofsd: host files read in the guest, guest files seen on the host"
+}
+
+case_vhost_user_bad_options() {
+	local sock=$VHU_WORK/nobody.sock
+	vhu_setup
+	expect_usage_error "nobody.sock: No such file or directory" --kernel "$KERNEL" --initramfs "$INITRD" \
+		--vhost-user "type=blk,socket=$sock" || return
+	: >"$VHU_WORK/plain"
+	expect_usage_error "socket=$VHU_WORK/plain" --kernel "$KERNEL" --initramfs "$INITRD" \
+		--vhost-user "type=blk,socket=$VHU_WORK/plain" || return
+	expect_usage_error "type=" --kernel "$KERNEL" --initramfs "$INITRD" --vhost-user "socket=$sock" || return
+	expect_usage_error "type=scsi" --kernel "$KERNEL" --initramfs "$INITRD" --vhost-user "type=scsi,socket=$sock" || return
+	expect_usage_error "tag=" --kernel "$KERNEL" --initramfs "$INITRD" --vhost-user "type=fs,socket=$sock" || return
+	expect_usage_error "device-id=" --kernel "$KERNEL" --initramfs "$INITRD" --vhost-user "type=generic,socket=$sock" || return
+	expect_usage_error "queue-size=100" --kernel "$KERNEL" --initramfs "$INITRD" --vhost-user "type=blk,socket=$sock,queue-size=100" || return
+	expect_usage_error "frob" --kernel "$KERNEL" --initramfs "$INITRD" --vhost-user "type=blk,socket=$sock,frob=1" || return
+	boot_pass
+}
+
+# type=generic: the same export as a device the VMM knows only by its id (2,
+# virtio-blk); the config space is whatever the back-end serves.
+case_vhost_user_generic() {
+	local img=$VHU_WORK/generic.img sock=$VHU_WORK/blk.sock log=$WORK/vhu-generic.log
+	vhu_have_qsd || return
+	vhu_setup
+	head -c $((16 << 20)) /dev/urandom >"$img"
+	vhu_qsd "$img" "$sock" off || { boot_fail "qemu-storage-daemon did not start"; return; }
+	guest_test blk-read "$log" --cpus 1 --memory 512M \
+		--vhost-user "type=generic,device-id=2,queues=2,socket=$sock"
+	vhu_stop "$QSD_PID"
+	guest_ran "$log" blk-read || return
+	expect_value vda_sectors 32768 "$log" || return
+	expect_value vda_sha256 "$(dd if="$img" bs=1M count=8 status=none | sha256sum | cut -d' ' -f1)" "$log" || return
+	boot_pass "virtio id 2 through type=generic: 8 MiB read right"
+}
+
+# Sleep and wake under a reading guest: vm.pause stops the rings (GET_VRING_BASE,
+# bases kept), vm.resume starts them from those bases (SET_VRING_BASE); the
+# guest's loop pauses and goes on reading the same bytes.
+case_vhost_user_blk_sleep_wake() {
+	local img=$VHU_WORK/sleep.img sock=$VHU_WORK/blk.sock log=$WORK/vhu-blk-sleep.log
+	local api=$VHU_WORK/api.sock
+	vhu_have_qsd || return
+	vhu_setup
+	head -c $((16 << 20)) /dev/urandom >"$img"
+	vhu_qsd "$img" "$sock" || { boot_fail "qemu-storage-daemon did not start"; return; }
+	rm -f "$log"
+	(
+		for _ in $(seq 1200); do
+			grep -q '^loop_started' "$log" 2>/dev/null && break
+			sleep 0.1
+		done
+		sleep 2
+		"$VMM" ctl --api-socket "$api" pause >"$VHU_WORK/pause.out" 2>&1
+		echo "pause=$?" >"$VHU_WORK/events"
+		sleep 3
+		"$VMM" ctl --api-socket "$api" resume >>"$VHU_WORK/pause.out" 2>&1
+		echo "resume=$?" >>"$VHU_WORK/events"
+	) &
+	local pauser=$!
+	vhu_guest vhost-blk-loop "$log" vmm.loop_secs=15 --cpus 2 --memory 512M \
+		--api-socket "$api" --vhost-user "type=blk,socket=$sock,queues=2"
+	wait "$pauser" 2>/dev/null
+	vhu_stop "$QSD_PID"
+	guest_ran "$log" vhost-blk-loop || return
+	if ! grep -q '^pause=0' "$VHU_WORK/events" 2>/dev/null || ! grep -q '^resume=0' "$VHU_WORK/events"; then
+		boot_fail "vm.pause/vm.resume failed: $(cat "$VHU_WORK/events" "$VHU_WORK/pause.out" 2>/dev/null | tr '\n' ' ')" "$log"
+		return
+	fi
+	expect_value bad_passes 0 "$log" || return
+	expect_value last_sha256 "$(log_value "$log" first_sha256)" "$log" || return
+	! grep -q 'vhost-user' "$log.stderr" ||
+		{ boot_fail "vmm complained: $(grep 'vhost-user' "$log.stderr" | head -n 2)" "$log"; return; }
+	[ "$(log_value "$log" longest_pass_ms)" -ge 2500 ] 2>/dev/null ||
+		{ boot_fail "no pass spanned the 3 s pause (longest $(log_value "$log" longest_pass_ms) ms)" "$log"; return; }
+	boot_pass "$(log_value "$log" passes) passes, 0 bad, longest $(log_value "$log" longest_pass_ms) ms across a 3 s pause"
+}
