@@ -13,6 +13,7 @@ fi
 if [ -x "$BUILD/vmm" ]; then
 	tests/nested/kvm-host.sh -- sh -c 'bench/boot.sh; bench/smoke.sh; bench/blk.sh' || status=1
 	tests/nested/kvm-host.sh -- bench/net.sh || status=1
+	tests/nested/kvm-host.sh -- bench/pause.sh || status=1
 	tests/nested/kvm-host.sh -- bench/vhost-user.sh || status=1
 fi
 

@@ -1,4 +1,8 @@
-/* ACPI PM1a event and control blocks: SCI_EN reads as set, and S5 powers the VM off. */
+/*
+ * ACPI PM1a event and control blocks: SCI_EN reads as set, S5 powers the VM
+ * off, and the fixed-feature power button (PWRBTN_STS/PWRBTN_EN) raises the
+ * SCI, which the guest's ACPI core hands to its button driver.
+ */
 #include <string.h>
 
 #include "arch/x86_64/layout.h"
@@ -9,18 +13,33 @@
 #define PM1_CNT_SLP_TYP_SHIFT 10
 #define PM1_CNT_SLP_TYP_MASK (7u << PM1_CNT_SLP_TYP_SHIFT)
 #define PM1_CNT_SLP_EN       (1u << 13)
+#define PM1_STS_WAK          0x8000
+/* The status and enable bits we implement: the power button only. */
+#define PM1_EVENTS           ACPI_PM1_PWRBTN
 _Static_assert(X86_ACPI_PM1A_CNT - X86_ACPI_PM1A_EVT == 4, "PM1a_CNT follows the 4-byte event block");
 
+/* The SCI is level-triggered: high while an enabled status bit is set. Call with pm->lock held. */
+static void update_sci(struct acpi_pm *pm)
+{
+	bool level = (pm->sts & pm->en & PM1_EVENTS) != 0;
+
+	if (level != pm->sci) {
+		pm->sci = level;
+		if (pm->set_sci)
+			pm->set_sci(pm, level);
+	}
+}
+
 /*
- * Register file, by byte offset from PM1a_EVT: status (write 1 to clear; we
- * never raise events, so it reads 0), enable (kept, since ACPICA reads back
- * what it enables), control (SCI_EN always set: ACPI is on, SMI_CMD is 0).
+ * Register file, by byte offset from PM1a_EVT: status (write 1 to clear),
+ * enable (kept, since ACPICA reads back what it enables), control (SCI_EN
+ * always set: ACPI is on, SMI_CMD is 0).
  */
 void acpi_pm_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool is_write)
 {
 	struct acpi_pm *pm = opaque;
 	uint8_t regs[6];
-	uint16_t cnt;
+	uint16_t cnt, sts_w1c;
 
 	if (offset >= sizeof(regs) || len > sizeof(regs) - offset) {
 		if (!is_write)
@@ -28,7 +47,7 @@ void acpi_pm_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool
 		return;
 	}
 	pthread_mutex_lock(&pm->lock);
-	memset(regs, 0, sizeof(regs));
+	memcpy(&regs[0], &pm->sts, sizeof(pm->sts));
 	memcpy(&regs[2], &pm->en, sizeof(pm->en));
 	memcpy(&regs[4], &pm->cnt, sizeof(pm->cnt));
 	if (!is_write) {
@@ -36,15 +55,35 @@ void acpi_pm_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool
 		pthread_mutex_unlock(&pm->lock);
 		return;
 	}
+	memset(regs, 0, 2);     /* status bytes not written clear nothing */
 	memcpy(&regs[offset], data, len);
+	memcpy(&sts_w1c, &regs[0], sizeof(sts_w1c));
+	pm->sts &= (uint16_t)~sts_w1c;
 	memcpy(&pm->en, &regs[2], sizeof(pm->en));
+	pm->en &= PM1_EVENTS;
 	memcpy(&cnt, &regs[4], sizeof(cnt));
 	pm->cnt = (uint16_t)((cnt & ~PM1_CNT_SLP_EN) | PM1_CNT_SCI_EN);
+	update_sci(pm);
 	pthread_mutex_unlock(&pm->lock);
 
-	if ((cnt & PM1_CNT_SLP_EN) &&
+	if (offset + len > 4 && (cnt & PM1_CNT_SLP_EN) &&
 	    ((cnt & PM1_CNT_SLP_TYP_MASK) >> PM1_CNT_SLP_TYP_SHIFT) == X86_ACPI_S5_SLP_TYP && pm->vm)
 		vm_request_exit(pm->vm, VMM_EXIT_OK, "%s", "");
+}
+
+void acpi_pm_power_button(struct acpi_pm *pm)
+{
+	pthread_mutex_lock(&pm->lock);
+	pm->sts |= ACPI_PM1_PWRBTN;
+	pm->nr_presses++;
+	update_sci(pm);
+	pthread_mutex_unlock(&pm->lock);
+}
+
+static void vm_set_sci(struct acpi_pm *pm, bool level)
+{
+	if (vm_irq_line(pm->vm, X86_ACPI_SCI_IRQ, level))
+		pr_guest_err("acpi-pm: raising the SCI failed");
 }
 
 void acpi_pm_init(struct acpi_pm *pm, struct vm *vm)
@@ -53,4 +92,5 @@ void acpi_pm_init(struct acpi_pm *pm, struct vm *vm)
 	pthread_mutex_init(&pm->lock, NULL);
 	pm->vm = vm;
 	pm->cnt = PM1_CNT_SCI_EN;
+	pm->set_sci = vm ? vm_set_sci : NULL;
 }

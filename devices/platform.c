@@ -56,6 +56,16 @@ bool platform_guest_panicked(struct vm *vm, char *line, size_t len)
 	return true;
 }
 
+int platform_power_button(struct vm *vm)
+{
+	struct platform *p = platform_of(vm);
+
+	if (!p)
+		return -ENODEV;
+	acpi_pm_power_button(&p->pm);
+	return 0;
+}
+
 void platform_guest_reset(struct vm *vm)
 {
 	char line[160];

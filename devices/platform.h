@@ -17,6 +17,8 @@ void platform_devices_destroy(struct vm *vm);
 void platform_guest_reset(struct vm *vm);
 /* Whether the guest printed a kernel panic; if so, copy the panic line. */
 bool platform_guest_panicked(struct vm *vm, char *line, size_t len);
+/* Press the ACPI fixed-feature power button (PM1 PWRBTN_STS, then the SCI). */
+int platform_power_button(struct vm *vm) WUR;
 
 /* Device I/O handlers, exposed for unit tests. */
 void i8042_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool is_write);
@@ -35,10 +37,18 @@ uint8_t rtc_read_reg(struct rtc *rtc, uint8_t index, long long now);
 struct acpi_pm {
 	pthread_mutex_t lock;
 	struct vm *vm;
+	uint16_t sts;  /* PM1 status: PWRBTN_STS once the button was pressed */
 	uint16_t en;   /* PM1 enable */
 	uint16_t cnt;  /* PM1 control */
+	bool sci;      /* the SCI line's level: (sts & en) != 0 */
+	/* How the SCI reaches the guest (vm_irq_line on IRQ 9); tests replace it. */
+	void (*set_sci)(struct acpi_pm *pm, bool level);
+	unsigned nr_presses;
 };
 void acpi_pm_init(struct acpi_pm *pm, struct vm *vm);
+/* The power button: set PWRBTN_STS and raise the SCI if the OS enabled it. */
+void acpi_pm_power_button(struct acpi_pm *pm);
+#define ACPI_PM1_PWRBTN 0x0100   /* PM1 status and enable: power button (ACPI 6.4, 4.8.3.1) */
 
 /* i8042: enough of the keyboard controller for probing and reboot=k. */
 struct i8042 {

@@ -213,6 +213,21 @@ static int opt_timeout(struct vm_config *cfg, const char *arg, char *err, size_t
 	return 0;
 }
 
+/* PATH or fd=N; whether the path can be used is checked when the socket is made (vmm/api/http.c). */
+static int opt_api_socket(struct vm_config *cfg, const char *arg, char *err, size_t errlen)
+{
+	unsigned long fd;
+
+	if (!strncmp(arg, "fd=", 3)) {
+		if (parse_uint(arg + 3, INT_MAX, &fd))
+			return fail(err, errlen, "not a file descriptor number; e.g. fd=3");
+	} else if (!*arg || strlen(arg) > 107) {
+		return fail(err, errlen, "give a socket path of 1 to 107 bytes, or fd=N");
+	}
+	cfg->api_socket = arg;
+	return 0;
+}
+
 static int opt_verbose(struct vm_config *cfg, const char *arg, char *err, size_t errlen)
 {
 	(void)cfg;
@@ -233,6 +248,8 @@ static const struct cli_option options[] = {
 	  opt_memory },
 	{ "serial", "MODE", "console: stdio, off or file=PATH [stdio]", opt_serial },
 	{ "timeout", "SECS", "stop the guest after SECS seconds, exit 124 [0: none]", opt_timeout },
+	{ "api-socket", "PATH|fd=N", "serve the REST API on this Unix socket (see vmm ctl --help)",
+	  opt_api_socket },
 	{ "verbose", NULL, "log what the VMM does", opt_verbose },
 	{ "help", NULL, "show this help", NULL },
 	{ "version", NULL, "show the version", NULL },

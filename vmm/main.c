@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include "devices/serial.h"
+#include "vmm/api/ctl.h"
+#include "vmm/api/http.h"
+#include "vmm/api/vm_api.h"
 #include "vmm/cli.h"
 #include "vmm/term.h"
 #include "vmm/vm.h"
@@ -92,7 +95,30 @@ static uint64_t ms_since(uint64_t t)
 	return (monotonic_ns() - t) / 1000000;
 }
 
-static int run_loop(struct vm *vm)
+/* --api-socket: the listening socket made before the VM, served once the vCPUs run. */
+struct api_socket {
+	int fd;
+	char *path;      /* to unlink at exit; NULL for fd=N */
+	struct api_server *server;
+};
+
+static void api_socket_close(struct api_socket *api)
+{
+	if (api->server) {
+		api_server_stop(api->server); /* closes and unlinks */
+		api->server = NULL;
+		return;
+	}
+	if (api->fd >= 0)
+		close(api->fd);
+	if (api->path)
+		unlink(api->path);
+	free(api->path);
+	api->fd = -1;
+	api->path = NULL;
+}
+
+static int run_loop(struct vm *vm, struct api_socket *api)
 {
 	struct console con = { .vm = vm, .stdin_open = vm->cfg->serial == SERIAL_STDIO };
 	uint64_t deadline = vm->cfg->timeout_s ? monotonic_ns() + vm->cfg->timeout_s * 1000000000ULL : 0;
@@ -112,6 +138,15 @@ static int run_loop(struct vm *vm)
 	if (vm_start(vm)) {
 		close(sfd);
 		return VMM_EXIT_FAILURE;
+	}
+	if (api->fd >= 0) {
+		/* The server owns the socket from here, started or not. */
+		int ret = api_server_start(&api->server, api->fd, api->path, &vm_api_ops, vm);
+
+		api->fd = -1;
+		api->path = NULL;
+		if (ret)
+			vm_request_exit(vm, VMM_EXIT_FAILURE, "--api-socket: the API server did not start");
 	}
 
 	for (;;) {
@@ -172,6 +207,8 @@ static int run_loop(struct vm *vm)
 		}
 	}
 	pr_info("timeline: the guest ended %" PRIu64 " ms after vmm started", ms_since(started_ns));
+	/* The API first: no pause or resume may be under way while the vCPUs stop. */
+	api_socket_close(api);
 	vm_stop(vm);
 	term_restore();
 	close(sfd);
@@ -180,6 +217,7 @@ static int run_loop(struct vm *vm)
 
 int main(int argc, char **argv)
 {
+	struct api_socket api = { .fd = -1 };
 	struct vm_config cfg;
 	struct vm_images img;
 	struct vm vm;
@@ -187,6 +225,8 @@ int main(int argc, char **argv)
 	int status, ret;
 
 	started_ns = monotonic_ns();
+	if (argc > 1 && !strcmp(argv[1], "ctl"))
+		return ctl_main(argc - 1, argv + 1);
 	switch (cli_parse(argc, argv, &cfg, err, sizeof(err))) {
 	case CLI_EXIT_OK:
 		return 0;
@@ -197,19 +237,29 @@ int main(int argc, char **argv)
 		break;
 	}
 
-	if (vm_images_load(&cfg, &img))
+	/* Before KVM, like every other check of the command line's files. */
+	if (cfg.api_socket && api_listen(cfg.api_socket, &api.fd, &api.path, err, sizeof(err))) {
+		fprintf(stderr, "vmm: %s\n", err);
 		return VMM_EXIT_USAGE;
+	}
+	if (vm_images_load(&cfg, &img)) {
+		api_socket_close(&api);
+		return VMM_EXIT_USAGE;
+	}
 	if (vm_create(&vm, &cfg, &img)) {
 		vm_images_free(&img);
+		api_socket_close(&api);
 		return VMM_EXIT_USAGE;
 	}
 	ret = vm_load(&vm);
 	vm_images_free(&img);
 	if (ret) {
 		vm_destroy(&vm);
+		api_socket_close(&api);
 		return VMM_EXIT_USAGE;
 	}
-	status = run_loop(&vm);
+	status = run_loop(&vm, &api);
+	api_socket_close(&api); /* when run_loop left early */
 	if (vm.exit_reason[0]) {
 		if (cfg.serial == SERIAL_STDIO)
 			fprintf(stderr, "\r\n");

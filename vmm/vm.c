@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -447,6 +448,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_images
 		}
 	}
 	coalesced_setup(vm);
+	vm->kvmclock_ctrl = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_KVMCLOCK_CTRL) > 0;
 
 	ret = platform_devices_init(vm);
 	if (ret)
@@ -713,6 +715,144 @@ void vm_resume(struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+static int runstate_begin(struct vm *vm, enum vm_op op)
+{
+	int ret;
+
+	pthread_mutex_lock(&vm->lock);
+	ret = vm_runstate_begin(&vm->run, op);
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+static void runstate_end(struct vm *vm, enum vm_op op, bool ok)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm_runstate_end(&vm->run, op, ok);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+enum vm_run_state vm_run_state(struct vm *vm)
+{
+	enum vm_run_state s;
+
+	pthread_mutex_lock(&vm->lock);
+	s = vm->run.state;
+	pthread_mutex_unlock(&vm->lock);
+	return s;
+}
+
+struct virtio_pci *vm_virtio_device(struct vm *vm, unsigned i)
+{
+	struct pci_device *d = vm->pci && i < PCI_NR_SLOTS ? vm->pci->slots[i] : NULL;
+
+	if (!d || d == &vm->pci->host_bridge ||
+	    pci_cfg_get16(d, 0) != VIRTIO_PCI_VENDOR)
+		return NULL;
+	return d->opaque;
+}
+
+/* Resume the devices of slots [0, upto), in order. */
+static int devices_resume(struct vm *vm, unsigned upto)
+{
+	int ret = 0;
+
+	for (unsigned i = 0; i < upto; i++) {
+		struct virtio_pci *vp = vm_virtio_device(vm, i);
+		int r = vp ? virtio_pci_resume(vp) : 0;
+
+		if (r) {
+			pr_err("%s: resuming failed: %s", vp->name, strerror(-r));
+			ret = ret ? ret : r;
+		}
+	}
+	return ret;
+}
+
+/*
+ * Tell each vCPU's kvmclock that the host stopped it: the guest's soft-lockup
+ * and RCU stall detectors then forgive the gap (Documentation/virt/kvm/api.rst,
+ * KVM_KVMCLOCK_CTRL). -EINVAL: that vCPU has no kvmclock (the guest chose
+ * another clock), nothing to tell.
+ */
+static void kvmclock_paused(struct vm *vm)
+{
+	if (!vm->kvmclock_ctrl)
+		return;
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (ioctl(vm->vcpus[i].fd, KVM_KVMCLOCK_CTRL, 0) < 0 && errno != EINVAL)
+			pr_guest_err("vCPU %u: KVM_KVMCLOCK_CTRL failed: %s", i, strerror(errno));
+}
+
+int vm_sleep(struct vm *vm)
+{
+	uint64_t t0 = monotonic_ns();
+	int ret = runstate_begin(vm, VM_OP_PAUSE);
+	unsigned i;
+
+	if (ret)
+		return ret;
+	vm_pause(vm);
+	kvmclock_paused(vm);
+	/* vCPUs first (no new kicks), then each device finishes or parks what is in flight. */
+	for (i = 0; i < PCI_NR_SLOTS; i++) {
+		struct virtio_pci *vp = vm_virtio_device(vm, i);
+
+		ret = vp ? virtio_pci_pause(vp) : 0;
+		if (ret) {
+			pr_err("%s: pausing failed: %s; the VM runs on", vp->name, strerror(-ret));
+			break;
+		}
+	}
+	if (ret) {
+		(void)devices_resume(vm, i);
+		vm_resume(vm);
+		runstate_end(vm, VM_OP_PAUSE, false);
+		return ret;
+	}
+	runstate_end(vm, VM_OP_PAUSE, true);
+	pr_info("paused in %" PRIu64 " us", (monotonic_ns() - t0) / 1000);
+	return 0;
+}
+
+int vm_wake(struct vm *vm)
+{
+	uint64_t t0 = monotonic_ns();
+	int ret = runstate_begin(vm, VM_OP_RESUME);
+
+	if (ret)
+		return ret;
+	ret = devices_resume(vm, PCI_NR_SLOTS);
+	/* A device that failed to resume has said so and is marked; the guest runs on regardless. */
+	kvmclock_paused(vm);
+	vm_resume(vm);
+	runstate_end(vm, VM_OP_RESUME, true);
+	pr_info("resumed in %" PRIu64 " us", (monotonic_ns() - t0) / 1000);
+	return ret;
+}
+
+int vm_power_button(struct vm *vm)
+{
+	int ret;
+
+	/* Under the lock, so a pause cannot start between the check and the press. */
+	pthread_mutex_lock(&vm->lock);
+	ret = vm_runstate_begin(&vm->run, VM_OP_POWER_BUTTON);
+	pthread_mutex_unlock(&vm->lock);
+	if (ret)
+		return ret;
+	return platform_power_button(vm);
+}
+
+int vm_shutdown(struct vm *vm, const char *why)
+{
+	int ret = runstate_begin(vm, VM_OP_SHUTDOWN);
+
+	if (!ret)
+		vm_request_exit(vm, VMM_EXIT_OK, "%s", why);
+	return ret;
+}
+
 void vm_request_exit(struct vm *vm, int status, const char *fmt, ...)
 {
 	va_list ap;
@@ -720,6 +860,7 @@ void vm_request_exit(struct vm *vm, int status, const char *fmt, ...)
 
 	pthread_mutex_lock(&vm->lock);
 	first = !vm->exit_set;
+	vm->run.state = VM_STATE_SHUTDOWN;
 	if (first) {
 		vm->exit_set = true;
 		vm->exit_status = status;

@@ -12,6 +12,7 @@
 #include <linux/kvm.h>
 
 #include "arch/x86_64/boot.h"
+#include "vmm/api/state.h"
 #include "vmm/bus.h"
 #include "vmm/coalesced.h"
 #include "vmm/gmem.h"
@@ -33,6 +34,7 @@ enum mem_share { MEM_SHARE_AUTO, MEM_SHARE_OFF, MEM_SHARE_ON };
 #define VMM_MAX_DEVICES 32
 
 struct virtio_dev_kind;
+struct virtio_pci;
 
 /* A device asked for on the command line: its kind and its "k=v,..." arguments. */
 struct vm_device_arg {
@@ -51,6 +53,7 @@ struct vm_config {
 	enum serial_mode serial;
 	const char *serial_path;
 	unsigned timeout_s;      /* 0: none */
+	const char *api_socket;  /* --api-socket PATH or fd=N; NULL: no API */
 	unsigned ndevices;
 	struct vm_device_arg devices[VMM_MAX_DEVICES];
 };
@@ -90,6 +93,8 @@ struct vm {
 	int exit_status;
 	char exit_reason[256];
 	int exit_efd;            /* eventfd: readable once the VM wants to exit */
+	struct vm_runstate run;  /* Running / Paused / ... as vm_sleep and vm_wake move it */
+	bool kvmclock_ctrl;      /* KVM_CAP_KVMCLOCK_CTRL: tell the guest it was paused */
 
 	/* Device I/O: one event-loop thread runs every device's queue work. */
 	struct evloop *loop;
@@ -141,6 +146,25 @@ void vm_stop(struct vm *vm);
 /* The vCPU pause protocol: returns once every vCPU is out of KVM_RUN and parked. */
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
+
+/*
+ * Sleep and wake, for the API: the whole VM stops or continues. vm_sleep
+ * parks every vCPU (vm_pause), tells each guest kvmclock it was stopped
+ * (KVM_KVMCLOCK_CTRL, so a long pause does not read as a soft lockup), then
+ * pauses every device through its pause hook (in-flight requests finish
+ * first); vm_wake runs it backwards. Any thread; returns 0, or -EALREADY,
+ * -EBUSY or -ESHUTDOWN as vm_runstate_begin() says, or a device's error (the
+ * VM is then left as it was).
+ */
+int vm_sleep(struct vm *vm) WUR;
+int vm_wake(struct vm *vm) WUR;
+/* Press the ACPI power button; -EAGAIN while paused, -ESHUTDOWN after shutdown. */
+int vm_power_button(struct vm *vm) WUR;
+/* End the VM with status 0 (vm_request_exit); -ESHUTDOWN when it is already ending. */
+int vm_shutdown(struct vm *vm, const char *why) WUR;
+enum vm_run_state vm_run_state(struct vm *vm);
+/* The virtio transport on PCI slot i (< 32), or NULL: for walking the devices. */
+struct virtio_pci *vm_virtio_device(struct vm *vm, unsigned i);
 
 /*
  * Ask for the VM to end with this status. The first request wins; the reason

@@ -379,8 +379,12 @@ static void build_fadt(struct acpi_fadt *f, uint64_t facs_gpa, uint64_t dsdt_gpa
 	 * of keyboard-command timeouts). The i8042 ports stay, as the reset line.
 	 */
 	f->iapc_boot_arch = cpu_to_le16(BOOT_ARCH_LEGACY_DEVICES | BOOT_ARCH_VGA_NOT_PRESENT);
-	f->flags = cpu_to_le32(FADT_WBINVD | FADT_PROC_C1 | FADT_PWR_BUTTON | FADT_SLP_BUTTON |
-			       FADT_RESET_REG_SUP);
+	/*
+	 * PWR_BUTTON clear: the power button is the fixed-feature one (PM1
+	 * PWRBTN_STS/EN and the SCI), which Linux's button driver binds as
+	 * LNXPWRBN with no AML at all. No sleep button.
+	 */
+	f->flags = cpu_to_le32(FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON | FADT_RESET_REG_SUP);
 	/* Reset through the i8042: pulse the reset line with command 0xfe. */
 	f->reset_reg = gas_io(X86_I8042_PORT_CMD, 1, ACPI_GAS_ACCESS_BYTE);
 	f->reset_value = 0xfe;

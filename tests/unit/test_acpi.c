@@ -289,7 +289,7 @@ static void test_fadt_fields(void **state)
 
 	assert_true(flags & (1u << 0));                    /* WBINVD */
 	assert_true(flags & (1u << 2));                    /* PROC_C1 */
-	assert_true(flags & (1u << 4));                    /* no fixed power button */
+	assert_false(flags & (1u << 4));                   /* the fixed-feature power button */
 	assert_true(flags & (1u << 5));                    /* no fixed sleep button */
 	assert_false(flags & (1u << 20));                  /* not HW_REDUCED_ACPI */
 	assert_false(flags & (1u << 8));                   /* no PM timer, so no TMR_VAL_EXT */

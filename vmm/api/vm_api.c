@@ -1,0 +1,160 @@
+#include "vmm/api/vm_api.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "devices/platform.h"
+#include "devices/virtio_net.h"
+#include "virtio/virtio_pci.h"
+#include "vmm/vm.h"
+
+static int op_pause(void *opaque)
+{
+	return vm_sleep(opaque);
+}
+
+static int op_resume(void *opaque)
+{
+	return vm_wake(opaque);
+}
+
+static int op_power_button(void *opaque)
+{
+	return vm_power_button(opaque);
+}
+
+static int op_shutdown(void *opaque)
+{
+	return vm_shutdown(opaque, "shut down through the API");
+}
+
+static const char *serial_name(const struct vm_config *cfg)
+{
+	switch (cfg->serial) {
+	case SERIAL_STDIO: return "stdio";
+	case SERIAL_OFF: return "off";
+	case SERIAL_FILE: return "file";
+	}
+	return "?";
+}
+
+static struct json_object *str_or_null(const char *s)
+{
+	return s ? json_object_new_string(s) : NULL;
+}
+
+static int op_info(void *opaque, struct json_object *out)
+{
+	struct vm *vm = opaque;
+	const struct vm_config *cfg = vm->cfg;
+	struct json_object *config = json_object_new_object();
+	struct json_object *cpus = json_object_new_object();
+	struct json_object *mem = json_object_new_object();
+	struct json_object *payload = json_object_new_object();
+	struct json_object *devices = json_object_new_array();
+	struct json_object *serial = json_object_new_object();
+
+	if (!config || !cpus || !mem || !payload || !devices || !serial) {
+		json_object_put(config);
+		json_object_put(cpus);
+		json_object_put(mem);
+		json_object_put(payload);
+		json_object_put(devices);
+		json_object_put(serial);
+		return -ENOMEM;
+	}
+	json_object_object_add(out, "state", json_object_new_string(vm_run_state_name(vm_run_state(vm))));
+
+	json_object_object_add(cpus, "boot_vcpus", json_object_new_int64(vm->ncpus));
+	json_object_object_add(cpus, "max_vcpus", json_object_new_int64(vm->ncpus));
+	json_object_object_add(config, "cpus", cpus);
+
+	json_object_object_add(mem, "size", json_object_new_int64((int64_t)cfg->mem_size));
+	json_object_object_add(mem, "backing", json_object_new_string(gmem_backing_name(vm->mem.backing)));
+	json_object_object_add(mem, "huge_page_bytes", json_object_new_int64(gmem_huge_bytes(&vm->mem)));
+	json_object_object_add(config, "memory", mem);
+
+	json_object_object_add(payload, "kernel", str_or_null(cfg->kernel));
+	json_object_object_add(payload, "initramfs", str_or_null(cfg->initramfs));
+	json_object_object_add(payload, "cmdline", str_or_null(cfg->cmdline));
+	json_object_object_add(config, "payload", payload);
+
+	json_object_object_add(serial, "mode", json_object_new_string(serial_name(cfg)));
+	if (cfg->serial == SERIAL_FILE)
+		json_object_object_add(serial, "file", str_or_null(cfg->serial_path));
+	json_object_object_add(config, "serial", serial);
+
+	/* Device ids as the transport names them: the option and its index among its kind. */
+	for (unsigned i = 0; i < cfg->ndevices; i++) {
+		const struct vm_device_arg *a = &cfg->devices[i];
+		struct json_object *d = json_object_new_object();
+		unsigned nth = 0;
+		char id[48];
+
+		if (!d)
+			return -ENOMEM;
+		for (unsigned j = 0; j < i; j++)
+			nth += cfg->devices[j].kind == a->kind;
+		snprintf(id, sizeof(id), "%s%u", a->kind->option, nth);
+		json_object_object_add(d, "id", json_object_new_string(id));
+		json_object_object_add(d, "kind", json_object_new_string(a->kind->option));
+		json_object_object_add(d, "options", json_object_new_string(a->args));
+		json_object_array_add(devices, d);
+	}
+	json_object_object_add(config, "devices", devices);
+	json_object_object_add(out, "config", config);
+	json_object_object_add(out, "memory_actual_size", json_object_new_int64((int64_t)cfg->mem_size));
+	return 0;
+}
+
+static void add_u64(struct json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_uint64(v));
+}
+
+static int op_counters(void *opaque, struct json_object *out)
+{
+	struct vm *vm = opaque;
+
+	for (unsigned i = 0; i < PCI_NR_SLOTS; i++) {
+		struct virtio_pci *vp = vm_virtio_device(vm, i);
+		struct json_object *d;
+
+		if (!vp)
+			continue;
+		d = json_object_new_object();
+		if (!d)
+			return -ENOMEM;
+		add_u64(d, "pci_slot", i);
+		add_u64(d, "trapped_kicks", __atomic_load_n(&vp->nr_trapped_kicks, __ATOMIC_RELAXED));
+		add_u64(d, "dropped_interrupts", __atomic_load_n(&vp->nr_dropped, __ATOMIC_RELAXED));
+		json_object_object_add(d, "needs_reset",
+				       json_object_new_boolean(__atomic_load_n(&vp->needs_reset,
+									       __ATOMIC_RELAXED)));
+		if (vp->vdev->ops->device_id == VIRTIO_ID_NET) {
+			struct virtio_net_stats st;
+
+			virtio_net_get_stats(vp->vdev, &st);
+			add_u64(d, "rx_packets", st.rx_packets);
+			add_u64(d, "rx_bytes", st.rx_bytes);
+			add_u64(d, "rx_dropped", st.rx_dropped);
+			add_u64(d, "tx_packets", st.tx_packets);
+			add_u64(d, "tx_bytes", st.tx_bytes);
+			add_u64(d, "tx_dropped", st.tx_dropped);
+		}
+		json_object_object_add(out, vp->vdev->id, d);
+	}
+	return 0;
+}
+
+const struct api_ops vm_api_ops = {
+	.pause = op_pause,
+	.resume = op_resume,
+	.power_button = op_power_button,
+	.shutdown = op_shutdown,
+	.info = op_info,
+	.counters = op_counters,
+};
