@@ -9,7 +9,7 @@ RESULTS=${RESULTS:-$BUILD/results.txt}
 rm -f "$BUILD/boot-results.txt" "$BUILD/boot-flaws.txt"
 # The suite resumes where it stopped, so a dead L1 costs only the cases it was
 # running: allow more L1 deaths than kvm-host.sh's default (docs/testing.md).
-tests/nested/kvm-host.sh --timeout "${BOOT_SUITE_TIMEOUT:-3000}" --retries "${BOOT_L1_RETRIES:-6}" -- tests/boot/suite.sh "$@"
+tests/nested/kvm-host.sh --timeout "${BOOT_SUITE_TIMEOUT:-4200}" --retries "${BOOT_L1_RETRIES:-10}" -- tests/boot/suite.sh "$@"
 rc=$?
 if [ ! -s "$BUILD/boot-results.txt" ]; then
 	echo "FAIL boot:suite: no results (kvm-host exit $rc)" >>"$RESULTS"

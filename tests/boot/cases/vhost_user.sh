@@ -191,6 +191,12 @@ case_vhost_user_blk_crash() {
 
 case_vhost_user_fs() {
 	local dir=$VHU_WORK/share sock=$VHU_WORK/fs.sock log=$WORK/vhu-fs.log pid data_sha want
+	# Opt-in in the nested host: in a CI run this case wedged the L1 host
+	# (its clock stopped) twice in a row, which retries cannot survive.
+	if [ -n "${KVM_HOST_NESTED:-}" ] && [ -z "${VMM_TEST_VIRTIOFS:-}" ]; then
+		boot_skip "virtiofs wedges the nested host; VMM_TEST_VIRTIOFS=1 runs it (docs/vhost-user.md)"
+		return
+	fi
 	[ -x "$VIRTIOFSD" ] || { boot_fail "$VIRTIOFSD is not installed (qemu-system-common)"; return; }
 	vhu_setup
 	mkdir -p "$dir"
