@@ -855,11 +855,7 @@ static void net_cfg_read(struct virtio_dev *vdev, uint32_t off, void *data, uint
 	cfg.status = cpu_to_le16(VIRTIO_NET_S_LINK_UP);
 	cfg.max_virtqueue_pairs = cpu_to_le16(1);
 	cfg.mtu = cpu_to_le16(1500);
-	if (off > sizeof(cfg) || len > sizeof(cfg) - off) {
-		memset(data, 0, len);
-		return;
-	}
-	memcpy(data, (uint8_t *)&cfg + off, len);
+	virtio_dev_cfg_copy(&cfg, sizeof(cfg), off, data, len);
 }
 
 static void net_cfg_write(struct virtio_dev *vdev, uint32_t off, const void *data, uint32_t len)

@@ -75,3 +75,12 @@ int virtio_dev_load_stateless(struct virtio_dev *vdev, struct snap_reader *r, in
 		return snap_fail(r, node, "corrupt property list");
 	return 0;
 }
+
+void virtio_dev_cfg_copy(const void *cfg, size_t size, uint32_t off, void *data, uint32_t len)
+{
+	if (off > size || len > size - off) {
+		memset(data, 0, len);
+		return;
+	}
+	memcpy(data, (const uint8_t *)cfg + off, len);
+}

@@ -197,6 +197,12 @@ void virtio_dev_config_end(struct virtio_dev *vdev);
 int virtio_dev_save_stateless(struct virtio_dev *vdev, struct snap_writer *w) WUR;
 int virtio_dev_load_stateless(struct virtio_dev *vdev, struct snap_reader *r, int node) WUR;
 
+/*
+ * A cfg_read from a device's config struct cfg of size bytes: copies
+ * [off, off + len), or zeroes data when the range leaves the struct.
+ */
+void virtio_dev_cfg_copy(const void *cfg, size_t size, uint32_t off, void *data, uint32_t len);
+
 /* Whether the driver accepted feature bit `bit`. */
 static inline bool virtio_has_feature(const struct virtio_dev *vdev, unsigned bit)
 {

@@ -66,11 +66,7 @@ static void vs_cfg_read(struct virtio_dev *vdev, uint32_t off, void *data, uint3
 {
 	struct vsock_config cfg = { .guest_cid = cpu_to_le64(to_vs(vdev)->guest_cid) };
 
-	if (off > sizeof(cfg) || len > sizeof(cfg) - off) {
-		memset(data, 0, len);
-		return;
-	}
-	memcpy(data, (uint8_t *)&cfg + off, len);
+	virtio_dev_cfg_copy(&cfg, sizeof(cfg), off, data, len);
 }
 
 static void vs_cfg_write(struct virtio_dev *vdev, uint32_t off, const void *data, uint32_t len)
