@@ -50,6 +50,7 @@ nested_flaw_signature() {
 			nested_flaw "$tmp/err" "$tmp/log"
 			[ -s "$WORK/flaw.c" ]
 		}
+		ie='vmm: KVM internal error on vCPU 0 (suberror 1, rip=0x3a200000 rsp=0x4f57e70 cr0=0x80000011 cr3=0x4f77000 cr4=0x1020 efer=0x500)'
 		tf='vmm: guest triple fault on vCPU 0 (rip=0xfff0 rsp=0 cr0=0x10 cr3=0 cr4=0 efer=0); the kernel crashed early'
 		to=$'vmm: --timeout 240 s expired; the guest\'s last console line: ""\nvmm: vCPU 0: runnable rip=0xffffffff81a5a1a9'
 		to0=$'vmm: --timeout 240 s expired; the guest wrote nothing to its serial console (no console=ttyS0 on --cmdline? ...)\nvmm: vCPU 0: runnable rip=0x431b986'
@@ -57,6 +58,8 @@ nested_flaw_signature() {
 			flawed "$tf" 'cpus=4' && grep -q 'after it printed' "$WORK/flaw.c" &&
 			! flawed $'vmm: --timeout 240 s expired; the guest\'s last console line: "hang"' 'hang' &&
 			! flawed 'vmm: KVM_RUN failed on vCPU 0: Bad address' '' &&
+			flawed "$ie" '' && grep -q 'rip=0x3a200000' "$WORK/flaw.c" &&
+			! flawed "$ie" 'Linux version' && ! KVM_HOST_NESTED= flawed "$ie" '' &&
 			! KVM_HOST_NESTED= flawed "$tf" '' &&
 			flawed $'vmm: --timeout 240 s expired; the guest\'s last console line: "x"\nvmm: vCPU 0: halted rip=0x1 rflags.IF=1; LAPIC tpr=0 isr=-1 irr=-1 lvtt=0x400ec tmict=0; tsc-deadline unarmed\nvmm: vCPU 1: runnable rip=0xffffffffc055c20c rflags.IF=1; LAPIC tpr=0 isr=-1 irr=251 lvtt=0x400ec tmict=0; tsc-deadline unarmed' 'x' &&
 			! flawed $'vmm: --timeout 240 s expired; the guest\'s last console line: "x"\nvmm: vCPU 1: runnable rip=0x1 rflags.IF=0; LAPIC tpr=0 isr=-1 irr=251 lvtt=0 tmict=0; tsc-deadline unarmed' 'x' &&

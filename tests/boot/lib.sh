@@ -112,6 +112,10 @@ vmm_boot() {
 # (error_entry, paranoid_entry, asm_exc_*) on a CPU entry-area stack
 # (fffffe...), i.e. exceptions recursing until that stack ran out, the same
 # corruption the emulation inflicts on L1 ("stack guard page was hit").
+#
+# A KVM internal error (failed emulation) before the guest printed anything is
+# the triple fault's sibling: once seen in the decompressor of a known-good
+# kernel (5-level paging on, rip inside the relocated decompressor).
 nested_flaw() {
 	local why undelivered=
 	[ -n "${KVM_HOST_NESTED:-}" ] || return 0
@@ -133,6 +137,8 @@ nested_flaw() {
 		fi
 	elif grep -q '[^[:space:]]' "$2" 2>/dev/null; then
 		return 0
+	elif grep -q '^vmm: KVM internal error' "$1" 2>/dev/null; then
+		why="KVM could not emulate an L2 instruction before the guest printed anything ($(grep -o -m1 'on vCPU [0-9]* (suberror [0-9]*, rip=0x[0-9a-f]*' "$1")))"
 	elif grep -qE "^vmm: --timeout [0-9]+ s expired; the guest('s last console line: \"\"| wrote nothing to its serial console)" \
 		"$1" 2>/dev/null; then
 		why="the L2 guest hung before it printed anything ($(grep -m1 '^vmm: vCPU 0:' "$1"))"
