@@ -3,10 +3,13 @@
  * off, and the fixed-feature power button (PWRBTN_STS/PWRBTN_EN) raises the
  * SCI, which the guest's ACPI core hands to its button driver.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "arch/x86_64/layout.h"
 #include "devices/platform.h"
+#include "vmm/snapshot/format.h"
 #include "vmm/vm.h"
 
 #define PM1_CNT_SCI_EN       0x0001
@@ -93,4 +96,57 @@ void acpi_pm_init(struct acpi_pm *pm, struct vm *vm)
 	pm->vm = vm;
 	pm->cnt = PM1_CNT_SCI_EN;
 	pm->set_sci = vm ? vm_set_sci : NULL;
+}
+
+/* ---- snapshots -------------------------------------------------------------------- */
+
+#define R struct acpi_pm_regs
+static const struct snap_field acpi_pm_snap_fields[] = {
+	SNAP_UINT_R(R, sts, 0, PM1_EVENTS),
+	SNAP_UINT_R(R, en, 0, PM1_EVENTS),
+	SNAP_U(R, cnt),
+};
+#undef R
+
+static int acpi_pm_snap_check(const void *obj, char *err, size_t errlen)
+{
+	const struct acpi_pm_regs *regs = obj;
+
+	/* What acpi_pm_io leaves: SCI_EN set, SLP_EN never latched. */
+	if (!(regs->cnt & PM1_CNT_SCI_EN) || (regs->cnt & PM1_CNT_SLP_EN)) {
+		snprintf(err, errlen, "cnt: %#x: SCI_EN must be set and SLP_EN clear", regs->cnt);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+const struct snap_desc acpi_pm_snap_desc =
+	SNAP_DESC(struct acpi_pm_regs, "acpi-pm", 1, acpi_pm_snap_fields, acpi_pm_snap_check);
+
+int acpi_pm_save(struct acpi_pm *pm, struct snap_writer *w)
+{
+	struct acpi_pm_regs regs;
+
+	pthread_mutex_lock(&pm->lock);
+	regs = (struct acpi_pm_regs){ .sts = pm->sts, .en = pm->en, .cnt = pm->cnt };
+	pthread_mutex_unlock(&pm->lock);
+	return snap_write(w, &acpi_pm_snap_desc, &regs);
+}
+
+int acpi_pm_load(struct acpi_pm *pm, struct snap_reader *r, int node)
+{
+	struct acpi_pm_regs regs = { 0 };
+	int ret = snap_read(r, node, &acpi_pm_snap_desc, &regs);
+
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&pm->lock);
+	pm->sts = regs.sts;
+	pm->en = regs.en;
+	pm->cnt = regs.cnt;
+	/* Drive the line to the restored level: the irqchip's state came back, its sources did not. */
+	pm->sci = !((pm->sts & pm->en & PM1_EVENTS) != 0);
+	update_sci(pm);
+	pthread_mutex_unlock(&pm->lock);
+	return 0;
 }

@@ -7,7 +7,9 @@
 
 #include "arch/x86_64/layout.h"
 #include "devices/platform.h"
+#include "devices/rtc.h"
 #include "devices/serial.h"
+#include "vmm/snapshot/format.h"
 #include "vmm/vm.h"
 
 struct platform {
@@ -177,4 +179,60 @@ void platform_devices_destroy(struct vm *vm)
 	free(p);
 	vm->platform = NULL;
 	vm->serial = NULL;
+}
+
+/* ---- snapshots -------------------------------------------------------------------- */
+
+const char *const platform_snap_nodes[] = { "serial", "rtc", "acpi-pm", NULL };
+
+int platform_save(struct vm *vm, struct snap_writer *w)
+{
+	struct platform *p = platform_of(vm);
+
+	if (snap_begin_node(w, "serial") || serial_save(&p->serial, w) || snap_end_node(w) ||
+	    snap_begin_node(w, "rtc") || rtc_save(&p->rtc, w) || snap_end_node(w) ||
+	    snap_begin_node(w, "acpi-pm") || acpi_pm_save(&p->pm, w) || snap_end_node(w))
+		return w->err ? w->err : -EIO;
+	return 0;
+}
+
+static const struct snap_desc *const platform_descs[] = { &serial_snap_desc, &rtc_snap_desc,
+							   &acpi_pm_snap_desc };
+
+int platform_snap_check(struct snap_reader *r)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(platform_descs); i++) {
+		int node = snap_node(r, 0, platform_snap_nodes[i]), ret;
+		void *scratch;
+
+		if (node < 0)
+			return node;
+		/* Every field against its table, into a scratch copy: nothing is applied. */
+		scratch = calloc(1, platform_descs[i]->size);
+		if (!scratch)
+			return -ENOMEM;
+		ret = snap_read(r, node, platform_descs[i], scratch);
+		free(scratch);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int platform_load(struct vm *vm, struct snap_reader *r)
+{
+	struct platform *p = platform_of(vm);
+	int ret, node;
+
+	node = snap_node(r, 0, "rtc");
+	ret = node < 0 ? node : rtc_load(&p->rtc, r, node);
+	if (!ret) {
+		node = snap_node(r, 0, "acpi-pm");
+		ret = node < 0 ? node : acpi_pm_load(&p->pm, r, node);
+	}
+	if (!ret) {
+		node = snap_node(r, 0, "serial");
+		ret = node < 0 ? node : serial_load(&p->serial, r, node);
+	}
+	return ret;
 }

@@ -48,6 +48,34 @@ struct acpi_pm {
 void acpi_pm_init(struct acpi_pm *pm, struct vm *vm);
 /* The power button: set PWRBTN_STS and raise the SCI if the OS enabled it. */
 void acpi_pm_power_button(struct acpi_pm *pm);
+
+struct snap_desc;
+struct snap_writer;
+struct snap_reader;
+
+/*
+ * Snapshots of PM1 status, enable and control (vmm/snapshot/format.h).
+ * acpi_pm_load checks every field first, then drives the SCI to the restored
+ * level: call it after the in-kernel irqchip is restored.
+ */
+struct acpi_pm_regs {           /* the node's fields; the SCI's level follows from them */
+	uint16_t sts, en, cnt;
+};
+extern const struct snap_desc acpi_pm_snap_desc;
+int acpi_pm_save(struct acpi_pm *pm, struct snap_writer *w) WUR;
+int acpi_pm_load(struct acpi_pm *pm, struct snap_reader *r, int node) WUR;
+
+/*
+ * The platform devices' state, as root nodes "serial", "rtc" and "acpi-pm" of
+ * a snapshot: platform_save writes them at the writer's current node;
+ * platform_snap_check validates them in a parsed file without a VM;
+ * platform_load applies them (after the in-kernel irqchip, before any vCPU
+ * runs). 0, or -errno (-EINVAL with one line in r->err).
+ */
+extern const char *const platform_snap_nodes[];  /* NULL-terminated */
+int platform_save(struct vm *vm, struct snap_writer *w) WUR;
+int platform_snap_check(struct snap_reader *r) WUR;
+int platform_load(struct vm *vm, struct snap_reader *r) WUR;
 #define ACPI_PM1_PWRBTN 0x0100   /* PM1 status and enable: power button (ACPI 6.4, 4.8.3.1) */
 
 /* i8042: enough of the keyboard controller for probing and reboot=k. */

@@ -228,6 +228,36 @@ static int opt_api_socket(struct vm_config *cfg, const char *arg, char *err, siz
 	return 0;
 }
 
+/*
+ * source_url=file:///DIR, as Cloud Hypervisor spells it (a snapshot is a
+ * directory; vmm ctl snapshot DIR writes one). The directory is read later.
+ */
+static int opt_restore(struct vm_config *cfg, const char *arg, char *err, size_t errlen)
+{
+	static const char key[] = "source_url=", scheme[] = "file://";
+	const char *url = arg + strlen(key);
+
+	if (strncmp(arg, key, strlen(key)))
+		return fail(err, errlen, "give source_url=file:///DIR, the directory a snapshot was written to");
+	if (strchr(url, ','))
+		return fail(err, errlen, "only source_url= is known; give source_url=file:///DIR alone");
+	if (strncmp(url, scheme, strlen(scheme)))
+		return fail(err, errlen, "source_url: only file:// URLs are supported, e.g. file:///var/snap");
+	if (!url[strlen(scheme)])
+		return fail(err, errlen, "source_url: no directory after file://");
+	cfg->restore = url + strlen(scheme);
+	return 0;
+}
+
+static int opt_resume(struct vm_config *cfg, const char *arg, char *err, size_t errlen)
+{
+	(void)arg;
+	(void)err;
+	(void)errlen;
+	cfg->resume = true;
+	return 0;
+}
+
 static int opt_verbose(struct vm_config *cfg, const char *arg, char *err, size_t errlen)
 {
 	(void)cfg;
@@ -250,6 +280,9 @@ static const struct cli_option options[] = {
 	{ "timeout", "SECS", "stop the guest after SECS seconds, exit 124 [0: none]", opt_timeout },
 	{ "api-socket", "PATH|fd=N", "serve the REST API on this Unix socket (see vmm ctl --help)",
 	  opt_api_socket },
+	{ "restore", "source_url=file:///DIR",
+	  "restore the VM snapshotted into DIR, paused (instead of --kernel and the rest)", opt_restore },
+	{ "resume", NULL, "with --restore: run the restored VM at once", opt_resume },
 	{ "verbose", NULL, "log what the VMM does", opt_verbose },
 	{ "help", NULL, "show this help", NULL },
 	{ "version", NULL, "show the version", NULL },
@@ -257,7 +290,9 @@ static const struct cli_option options[] = {
 
 void cli_usage(FILE *f)
 {
-	fprintf(f, "usage: vmm --kernel PATH [options]\n\noptions:\n");
+	fprintf(f, "usage: vmm --kernel PATH [options]\n"
+		   "       vmm --restore source_url=file:///DIR [--resume] [--serial MODE] [--api-socket PATH]\n"
+		   "\noptions:\n");
 	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
 		char left[96];
 
@@ -305,6 +340,8 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, char *er
 	cfg->ncpus = 1;
 	cfg->mem_size = VMM_DEFAULT_MEMORY;
 	cfg->serial = SERIAL_STDIO;
+
+	const char *machine_opt = NULL; /* an option a snapshot's machine fixes, for --restore */
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *eq, *val;
@@ -354,6 +391,7 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, char *er
 				     kind->metavar);
 				return CLI_ERROR;
 			}
+			machine_opt = machine_opt ? machine_opt : kind->option;
 			cfg->devices[cfg->ndevices].kind = kind;
 			cfg->devices[cfg->ndevices].args = val;
 			cfg->ndevices++;
@@ -390,6 +428,20 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, char *er
 			fail(err, errlen, "--%s %s: %s", o->name, val, msg);
 			return CLI_ERROR;
 		}
+		if (!machine_opt && (o->parse == opt_kernel || o->parse == opt_initramfs ||
+				     o->parse == opt_cmdline || o->parse == opt_cpus || o->parse == opt_memory))
+			machine_opt = o->name;
+	}
+	if (cfg->restore) {
+		if (machine_opt) {
+			fail(err, errlen, "--restore: --%s comes from the snapshot; leave it out", machine_opt);
+			return CLI_ERROR;
+		}
+		return CLI_RUN;
+	}
+	if (cfg->resume) {
+		fail(err, errlen, "--resume goes with --restore: a booted VM runs at once anyway");
+		return CLI_ERROR;
 	}
 	if (!cfg->kernel) {
 		fail(err, errlen, "--kernel is required: vmm --kernel bzImage [--initramfs initrd]");

@@ -17,6 +17,7 @@
 #include "vmm/api/http.h"
 #include "vmm/api/vm_api.h"
 #include "vmm/cli.h"
+#include "vmm/snapshot/snapshot.h"
 #include "vmm/term.h"
 #include "vmm/vm.h"
 
@@ -148,6 +149,13 @@ static int run_loop(struct vm *vm, struct api_socket *api)
 		if (ret)
 			vm_request_exit(vm, VMM_EXIT_FAILURE, "--api-socket: the API server did not start");
 	}
+	if (vm->cfg->resume) {
+		int ret = vm_wake(vm);
+
+		if (ret)
+			vm_request_exit(vm, VMM_EXIT_FAILURE, "--resume: resuming the restored VM failed: %s",
+					strerror(-ret));
+	}
 
 	for (;;) {
 		bool want_stdin = con.stdin_open && con.pending_len == 0;
@@ -215,11 +223,47 @@ static int run_loop(struct vm *vm, struct api_socket *api)
 	return vm->exit_status;
 }
 
+/*
+ * --restore: read and check the whole snapshot, make the VM it describes
+ * (its devices opened again), put its state in; the VM stays paused. Errors
+ * are printed; any is the input's fault (exit 2). *snap must outlive the VM.
+ */
+static int restore(struct vm *vm, struct vm_config *cfg, struct vm_snapshot **snap)
+{
+	uint64_t t0 = monotonic_ns();
+	char err[512];
+	int mem_fd, ret;
+
+	ret = vm_snapshot_load(cfg->restore, snap, &mem_fd, err, sizeof(err));
+	if (!ret)
+		ret = vm_snapshot_config(*snap, cfg, err, sizeof(err));
+	if (ret) {
+		pr_err("--restore %s: %s", cfg->restore, err);
+		return ret;
+	}
+	ret = vm_create_restored(vm, cfg, mem_fd);
+	close(mem_fd);
+	if (ret)
+		return ret;
+	ret = vm_snapshot_apply(vm, *snap, err, sizeof(err));
+	if (ret) {
+		pr_err("--restore %s: %s", cfg->restore, err);
+		vm_destroy(vm);
+		return ret;
+	}
+	pr_info("restored %s (%u vCPUs, %llu MiB) in %llu ms; paused%s", cfg->restore, cfg->ncpus,
+		(unsigned long long)(cfg->mem_size / MiB),
+		(unsigned long long)((monotonic_ns() - t0) / 1000000),
+		cfg->resume ? ", resuming" : " until vm.resume");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct api_socket api = { .fd = -1 };
 	struct vm_config cfg;
 	struct vm_images img;
+	struct vm_snapshot *snap = NULL;
 	struct vm vm;
 	char err[512];
 	int status, ret;
@@ -242,19 +286,23 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vmm: %s\n", err);
 		return VMM_EXIT_USAGE;
 	}
-	if (vm_images_load(&cfg, &img)) {
-		api_socket_close(&api);
-		return VMM_EXIT_USAGE;
-	}
-	if (vm_create(&vm, &cfg, &img)) {
+	if (cfg.restore) {
+		ret = restore(&vm, &cfg, &snap);
+	} else {
+		if (vm_images_load(&cfg, &img)) {
+			api_socket_close(&api);
+			return VMM_EXIT_USAGE;
+		}
+		ret = vm_create(&vm, &cfg, &img);
+		if (!ret) {
+			ret = vm_load(&vm);
+			if (ret)
+				vm_destroy(&vm);
+		}
 		vm_images_free(&img);
-		api_socket_close(&api);
-		return VMM_EXIT_USAGE;
 	}
-	ret = vm_load(&vm);
-	vm_images_free(&img);
 	if (ret) {
-		vm_destroy(&vm);
+		vm_snapshot_free(snap);
 		api_socket_close(&api);
 		return VMM_EXIT_USAGE;
 	}
@@ -268,6 +316,7 @@ int main(int argc, char **argv)
 	if (status == VMM_EXIT_TIMEOUT)
 		vm_report_vcpus(&vm, stderr);
 	vm_destroy(&vm);
+	vm_snapshot_free(snap); /* after the VM: cfg's strings point into it */
 	pr_info("timeline: vmm exits %" PRIu64 " ms after it started", ms_since(started_ns));
 	return status;
 }

@@ -196,7 +196,7 @@ static const struct vm_device_arg *sharing_device(const struct vm_config *cfg)
  * private anonymous memory otherwise. Errors are printed; -EINVAL means the
  * command line is at fault.
  */
-static int create_memory(struct vm *vm, const struct vm_config *cfg)
+static int create_memory(struct vm *vm, const struct vm_config *cfg, int mem_fd)
 {
 	const struct vm_device_arg *dev = sharing_device(cfg);
 	enum gmem_backing backing = GMEM_PRIVATE;
@@ -205,6 +205,29 @@ static int create_memory(struct vm *vm, const struct vm_config *cfg)
 	long short_by;
 	int ret;
 
+	if (mem_fd >= 0) {
+		/*
+		 * A restore maps the snapshot's memory file copy-on-write: the
+		 * guest runs before it is read. Another process cannot share
+		 * such a mapping; no device that needs that can be saved today.
+		 */
+		if (dev) {
+			pr_err("--restore: --%s shares guest memory with another process, which a "
+			       "restored VM's copy-on-write memory cannot do", dev->kind->option);
+			return -EINVAL;
+		}
+		ret = gmem_create_from_file(&vm->mem, mem_fd, cfg->mem_size, X86_MEM_HOLE_START,
+					    X86_MEM_HOLE_END);
+		if (ret) {
+			pr_err("--restore: cannot map the snapshot's memory (%llu MiB): %s",
+			       (unsigned long long)(cfg->mem_size / MiB), strerror(-ret));
+			return ret;
+		}
+		if (vmm_verbosity)
+			pr_info("guest RAM: %llu MiB private copy-on-write mapping of the snapshot's memory file",
+				(unsigned long long)(cfg->mem_size / MiB));
+		return 0;
+	}
 	if (dev && cfg->mem_shared == MEM_SHARE_OFF) {
 		pr_err("--memory shared=off: --%s shares guest memory with another process; drop shared=off",
 		       dev->kind->option);
@@ -343,7 +366,8 @@ void vm_coalesce_pio(struct vm *vm, uint16_t port, uint32_t len)
 		pr_info("ports %#x-%#x: not coalesced (%s)", port, port + len - 1, strerror(errno));
 }
 
-int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_images *img)
+/* vm_create, or with img NULL and mem_fd a snapshot's memory file, vm_create_restored. */
+static int create(struct vm *vm, const struct vm_config *cfg, const struct vm_images *img, int mem_fd)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	int ret, limit;
@@ -360,10 +384,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_images
 	 * and initramfs), the longest step of a start, while KVM makes the VM,
 	 * its vCPUs and devices.
 	 */
-	ret = create_memory(vm, cfg);
+	ret = create_memory(vm, cfg, mem_fd);
 	if (ret)
 		goto err;
-	loader_start(vm, img);
+	if (img)
+		loader_start(vm, img);
 
 	vm->kvm_fd = open_kvm();
 	if (vm->kvm_fd < 0) {
@@ -464,6 +489,23 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_images
 err:
 	vm_destroy(vm);
 	return ret;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_images *img)
+{
+	return create(vm, cfg, img, -1);
+}
+
+int vm_create_restored(struct vm *vm, const struct vm_config *cfg, int mem_fd)
+{
+	int ret = create(vm, cfg, NULL, mem_fd);
+
+	if (ret)
+		return ret;
+	/* Paused from the start: the vCPUs park before their first KVM_RUN, until vm_wake. */
+	vm->pause_requested = true;
+	vm->run.state = VM_STATE_PAUSED;
+	return 0;
 }
 
 /* The vCPUs and the VM fd: KVM frees the VM when the last of them closes. */

@@ -54,6 +54,8 @@ struct vm_config {
 	const char *serial_path;
 	unsigned timeout_s;      /* 0: none */
 	const char *api_socket;  /* --api-socket PATH or fd=N; NULL: no API */
+	const char *restore;     /* --restore: the snapshot directory; NULL: boot the kernel */
+	bool resume;             /* --resume: run a restored VM at once */
 	unsigned ndevices;
 	struct vm_device_arg devices[VMM_MAX_DEVICES];
 };
@@ -125,6 +127,14 @@ void vm_images_free(struct vm_images *img);
  * must stay valid until vm_load or vm_destroy returns.
  */
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_images *img) WUR;
+/*
+ * The same for a restore: guest RAM is a private copy-on-write mapping of
+ * mem_fd (a snapshot's memory file, cfg->mem_size bytes), nothing is loaded,
+ * and the VM is Paused: vm_start starts its vCPUs parked and its devices
+ * wait, until vm_wake. Put the snapshot's state in (vm_snapshot_apply)
+ * before vm_start.
+ */
+int vm_create_restored(struct vm *vm, const struct vm_config *cfg, int mem_fd) WUR;
 void vm_destroy(struct vm *vm);
 
 /* Wait for the loader; on success point the boot vCPU at the kernel's entry. */

@@ -91,6 +91,37 @@ static void test_shutdown_from_every_state(void **state)
 	}
 }
 
+/* A snapshot is written from Paused, stays Paused, and holds off resume and a second snapshot. */
+static void test_snapshot(void **state)
+{
+	struct vm_runstate rs = { VM_STATE_RUNNING, false };
+
+	(void)state;
+	assert_int_equal(vm_runstate_begin(&rs, VM_OP_SNAPSHOT), -EAGAIN);
+	assert_false(rs.snapshotting);
+	rs.state = VM_STATE_PAUSING;
+	assert_int_equal(vm_runstate_begin(&rs, VM_OP_SNAPSHOT), -EBUSY);
+	rs.state = VM_STATE_PAUSED;
+	assert_int_equal(vm_runstate_begin(&rs, VM_OP_SNAPSHOT), 0);
+	assert_int_equal(rs.state, VM_STATE_PAUSED);
+	assert_int_equal(vm_runstate_begin(&rs, VM_OP_RESUME), -EBUSY);
+	assert_int_equal(vm_runstate_begin(&rs, VM_OP_SNAPSHOT), -EBUSY);
+	assert_int_equal(vm_runstate_begin(&rs, VM_OP_PAUSE), -EALREADY);
+	vm_runstate_end(&rs, VM_OP_SNAPSHOT, false);
+	assert_false(rs.snapshotting);
+	assert_int_equal(rs.state, VM_STATE_PAUSED);
+	assert_int_equal(vm_runstate_begin(&rs, VM_OP_RESUME), 0);
+	vm_runstate_end(&rs, VM_OP_RESUME, true);
+	assert_int_equal(rs.state, VM_STATE_RUNNING);
+	/* Shutdown wins during a snapshot too. */
+	rs = (struct vm_runstate){ VM_STATE_PAUSED, false };
+	assert_int_equal(vm_runstate_begin(&rs, VM_OP_SNAPSHOT), 0);
+	assert_int_equal(vm_runstate_begin(&rs, VM_OP_SHUTDOWN), 0);
+	vm_runstate_end(&rs, VM_OP_SNAPSHOT, true);
+	assert_int_equal(rs.state, VM_STATE_SHUTDOWN);
+	assert_int_equal(vm_runstate_begin(&rs, VM_OP_SNAPSHOT), -ESHUTDOWN);
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -107,6 +138,7 @@ int main(void)
 		cmocka_unit_test(test_conflicts),
 		cmocka_unit_test(test_failed_transitions_go_back),
 		cmocka_unit_test(test_shutdown_from_every_state),
+		cmocka_unit_test(test_snapshot),
 		cmocka_unit_test(test_names),
 	};
 

@@ -20,6 +20,9 @@
 
 #include <cmocka.h>
 
+#include "devices/platform.h"
+#include "devices/rtc.h"
+#include "devices/serial.h"
 #include "virtio/virtio_pci.h"
 #include "vmm/pci.h"
 #include "vmm/snapshot/snapshot.h"
@@ -33,6 +36,8 @@ struct shape {
 	unsigned ndevices;     /* device@i in the config */
 	unsigned nstates;      /* device states */
 	bool extra_node;
+	bool no_platform;      /* leave out the serial, rtc and acpi-pm nodes */
+	bool bad_rtc;          /* an RTC index out of range */
 	uint8_t serial;
 	bool serial_path;
 };
@@ -52,6 +57,25 @@ static void sample_vcpu(struct snap_vcpu *v, unsigned i)
 	v->msr_index[0] = 0x10;
 	v->msr_data[0] = 12345 + i;
 	v->mp.mp_state = KVM_MP_STATE_HALTED;
+}
+
+/* The platform devices' nodes: a quiet UART, an RTC, ACPI PM with SCI_EN (as acpi_pm_io leaves it). */
+static void write_platform(struct snap_writer *w, bool bad_rtc)
+{
+	struct acpi_pm_regs pm = { .cnt = 1 };
+	void *serial = calloc(1, serial_snap_desc.size);
+	struct rtc rtc = { .index = bad_rtc ? 0x80 : 0x0b };
+
+	assert_int_equal(snap_begin_node(w, "serial"), 0);
+	assert_int_equal(snap_write(w, &serial_snap_desc, serial), 0);
+	assert_int_equal(snap_end_node(w), 0);
+	assert_int_equal(snap_begin_node(w, "rtc"), 0);
+	assert_int_equal(snap_write(w, &rtc_snap_desc, &rtc), 0);
+	assert_int_equal(snap_end_node(w), 0);
+	assert_int_equal(snap_begin_node(w, "acpi-pm"), 0);
+	assert_int_equal(snap_write(w, &acpi_pm_snap_desc, &pm), 0);
+	assert_int_equal(snap_end_node(w), 0);
+	free(serial);
 }
 
 static void *build(const struct shape *sh, size_t *len)
@@ -81,6 +105,8 @@ static void *build(const struct shape *sh, size_t *len)
 	}
 	assert_int_equal(snap_end_node(&w), 0);
 	assert_int_equal(snap_kvm_vm_write(&w, &kvm), 0);
+	if (!sh->no_platform)
+		write_platform(&w, sh->bad_rtc);
 	for (unsigned i = 0; i < sh->vcpu_nodes; i++) {
 		sample_vcpu(v, i);
 		assert_int_equal(snap_vcpu_write(&w, i, v), 0);
@@ -193,6 +219,19 @@ static void test_device_nodes_are_checked_at_parse(void **state)
 	/* A node that is no transport's state is refused before any VM exists. */
 	sh.nstates = 1;
 	expect_refused(&sh, "/devices/rng0");
+}
+
+/* The platform devices' nodes must be there and pass their tables at parse time. */
+static void test_platform_nodes_are_checked_at_parse(void **state)
+{
+	struct shape sh = good;
+
+	(void)state;
+	sh.no_platform = true;
+	expect_refused(&sh, "serial");
+	sh.no_platform = false;
+	sh.bad_rtc = true;
+	expect_refused(&sh, "/rtc: index");
 }
 
 static void test_serial_file_needs_its_path(void **state)
@@ -340,12 +379,19 @@ static void test_save_refuses_running_vm_and_unsaveable_device(void **state)
 	snprintf(vdev[1].id, sizeof(vdev[1].id), "blk0");
 
 	vm->run.state = VM_STATE_RUNNING;
-	assert_int_equal(vm_snapshot_save(vm, dir, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vm_snapshot_save(vm, dir, err, sizeof(err)), -EAGAIN);
 	assert_non_null(strstr(err, "the VM is Running: pause it"));
+	vm->run.state = VM_STATE_PAUSED;
+	vm->run.snapshotting = true;
+	assert_int_equal(vm_snapshot_save(vm, dir, err, sizeof(err)), -EBUSY);
+	vm->run.snapshotting = false;
 
 	vm->run.state = VM_STATE_PAUSED;
 	assert_int_equal(vm_snapshot_save(vm, dir, err, sizeof(err)), -ENOTSUP);
 	assert_string_equal(err, "snapshot refused: blk0 (virtio-blk) cannot be saved");
+	/* The refusal ended the snapshot: the VM can resume. */
+	assert_false(vm->run.snapshotting);
+	assert_int_equal(vm->run.state, VM_STATE_PAUSED);
 	/* Refused before anything was written: not even the directory. */
 	assert_int_equal(stat(dir, &st), -1);
 	/* rng0 has save but no load: refused too (a snapshot nobody could restore). */
@@ -369,6 +415,7 @@ int main(void)
 		cmocka_unit_test(test_vcpu_count_must_match),
 		cmocka_unit_test(test_unknown_node_is_refused),
 		cmocka_unit_test(test_device_nodes_are_checked_at_parse),
+		cmocka_unit_test(test_platform_nodes_are_checked_at_parse),
 		cmocka_unit_test(test_serial_file_needs_its_path),
 		cmocka_unit_test(test_load_from_a_directory),
 		cmocka_unit_test(test_save_refuses_running_vm_and_unsaveable_device),

@@ -28,7 +28,10 @@ static const struct {
 	{ "resume", "PUT", "vm.resume", "resumed" },
 	{ "power-button", "PUT", "vm.power-button", "power button pressed" },
 	{ "shutdown", "PUT", "vm.shutdown", "shutting down" },
+	{ "snapshot", "PUT", "vm.snapshot", "snapshot written" },  /* takes DIR */
 };
+
+#define CTL_SNAPSHOT_TIMEOUT_S 3600 /* writing guest RAM out: minutes for a big guest on a slow disk */
 
 struct reply {
 	char *body;
@@ -81,6 +84,13 @@ static int write_all(int fd, const char *buf, size_t len)
 int ctl_request(int fd, const char *method, const char *path, int *status, char **body,
 		size_t *body_len)
 {
+	return ctl_request_body(fd, method, path, NULL, status, body, body_len);
+}
+
+int ctl_request_body(int fd, const char *method, const char *path, const char *req_body, int *status,
+		     char **body, size_t *body_len)
+{
+	size_t req_len = req_body ? strlen(req_body) : 0;
 	http_parser_settings settings;
 	struct reply r = { 0 };
 	http_parser parser;
@@ -88,11 +98,14 @@ int ctl_request(int fd, const char *method, const char *path, int *status, char 
 	int n, ret;
 
 	n = snprintf(buf, sizeof(buf),
-		     "%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n"
-		     "Content-Length: 0\r\nConnection: close\r\n\r\n", method, path);
+		     "%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n%s"
+		     "Content-Length: %zu\r\nConnection: close\r\n\r\n", method, path,
+		     req_len ? "Content-Type: application/json\r\n" : "", req_len);
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		return -EINVAL;
 	ret = write_all(fd, buf, (size_t)n);
+	if (!ret && req_len)
+		ret = write_all(fd, req_body, req_len);
 	if (ret)
 		return ret;
 
@@ -135,10 +148,10 @@ err:
 	return ret;
 }
 
-static int ctl_connect(const char *path, char *err, size_t errlen)
+static int ctl_connect(const char *path, int timeout_s, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { CTL_TIMEOUT_S, 0 };
+	struct timeval tv = { timeout_s, 0 };
 	int fd;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -222,22 +235,61 @@ static void print_counters(struct json_object *j)
 	}
 }
 
+/* The body of vm.snapshot for DIR: {"destination_url": "file:///absolute/DIR"}. 0, or 2 (printed). */
+static int snapshot_request(const char *dir, char **req)
+{
+	struct json_object *o;
+	char *abs = NULL, *url;
+	int ret = 2;
+
+	if (!dir || !*dir) {
+		fprintf(stderr, "vmm ctl: snapshot needs a directory: vmm ctl --api-socket PATH snapshot DIR\n");
+		return 2;
+	}
+	/* The server's working directory is not ours: send an absolute path. */
+	if (dir[0] != '/') {
+		char *cwd = getcwd(NULL, 0);
+
+		if (!cwd || asprintf(&abs, "%s/%s", cwd, dir) < 0)
+			abs = NULL;
+		free(cwd);
+		if (!abs) {
+			fprintf(stderr, "vmm ctl: snapshot %s: cannot make it an absolute path\n", dir);
+			return 2;
+		}
+		dir = abs;
+	}
+	o = json_object_new_object();
+	if (o && asprintf(&url, "file://%s", dir) >= 0) {
+		json_object_object_add(o, "destination_url", json_object_new_string(url));
+		free(url);
+		*req = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		ret = *req ? 0 : 2;
+	}
+	if (ret)
+		fprintf(stderr, "vmm ctl: out of memory\n");
+	json_object_put(o);
+	free(abs);
+	return ret;
+}
+
 static int usage(FILE *f, int status)
 {
 	fprintf(f, "usage: vmm ctl --api-socket PATH [--json] COMMAND\n\ncommands:\n");
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
-		fprintf(f, "  %-14s %s /api/v1/%s\n", commands[i].cmd, commands[i].method,
-			commands[i].endpoint);
+		fprintf(f, "  %-14s %s /api/v1/%s\n", strcmp(commands[i].cmd, "snapshot") ?
+			commands[i].cmd : "snapshot DIR", commands[i].method, commands[i].endpoint);
+	fprintf(f, "\nsnapshot DIR writes the paused VM into DIR (vmm --restore source_url=file:///DIR).\n");
 	fprintf(f, "\nExit status: 0, 1 with the server's error, 2 for a bad command line.\n");
 	return status;
 }
 
 int ctl_main(int argc, char **argv)
 {
-	const char *sock = NULL, *cmd = NULL;
+	const char *sock = NULL, *cmd = NULL, *arg = NULL;
 	bool json = false;
 	size_t ci, body_len = 0;
-	char err[256], path[64], *body = NULL;
+	char err[256], path[64], *body = NULL, *req = NULL;
 	struct json_object *j = NULL;
 	int fd, status, ret;
 
@@ -259,6 +311,8 @@ int ctl_main(int argc, char **argv)
 		} else if (a[0] == '-') {
 			fprintf(stderr, "vmm ctl: unknown option '%s'; see vmm ctl --help\n", a);
 			return 2;
+		} else if (cmd && !strcmp(cmd, "snapshot") && !arg) {
+			arg = a;
 		} else if (cmd) {
 			fprintf(stderr, "vmm ctl: one command at a time ('%s', then '%s')\n", cmd, a);
 			return 2;
@@ -271,25 +325,32 @@ int ctl_main(int argc, char **argv)
 		return 2;
 	}
 	if (!cmd) {
-		fprintf(stderr, "vmm ctl: no command; one of ping, info, counters, pause, resume, power-button, shutdown\n");
+		fprintf(stderr, "vmm ctl: no command; one of ping, info, counters, pause, resume, power-button, shutdown, snapshot\n");
 		return 2;
 	}
 	for (ci = 0; ci < ARRAY_SIZE(commands) && strcmp(commands[ci].cmd, cmd); ci++)
 		;
 	if (ci == ARRAY_SIZE(commands)) {
 		fprintf(stderr, "vmm ctl: unknown command '%s'; one of ping, info, counters, pause, resume, "
-			"power-button, shutdown\n", cmd);
+			"power-button, shutdown, snapshot\n", cmd);
 		return 2;
 	}
+	if (!strcmp(cmd, "snapshot")) {
+		ret = snapshot_request(arg, &req);
+		if (ret)
+			return ret;
+	}
 
-	fd = ctl_connect(sock, err, sizeof(err));
+	fd = ctl_connect(sock, req ? CTL_SNAPSHOT_TIMEOUT_S : CTL_TIMEOUT_S, err, sizeof(err));
 	if (fd < 0) {
 		fprintf(stderr, "vmm ctl: %s\n", err);
+		free(req);
 		return 1;
 	}
 	snprintf(path, sizeof(path), API_PREFIX "%s", commands[ci].endpoint);
-	ret = ctl_request(fd, commands[ci].method, path, &status, &body, &body_len);
+	ret = ctl_request_body(fd, commands[ci].method, path, req, &status, &body, &body_len);
 	close(fd);
+	free(req);
 	if (ret) {
 		fprintf(stderr, "vmm ctl: --api-socket %s: %s %s: %s\n", sock, commands[ci].method, path,
 			ret == -EPROTO ? "not an HTTP response from vmm" : strerror(-ret));

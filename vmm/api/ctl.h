@@ -2,6 +2,7 @@
  * vmm ctl: the API socket's client.
  *
  *   vmm ctl --api-socket PATH [--json] ping|info|counters|pause|resume|power-button|shutdown
+ *   vmm ctl --api-socket PATH snapshot DIR
  *
  * Human-readable output by default, the server's JSON with --json. Exit
  * status 0, 1 with the server's error (or no server), 2 for a bad command line.
@@ -22,5 +23,8 @@ int ctl_main(int argc, char **argv);
 #define CTL_MAX_BODY (1024 * 1024)
 int ctl_request(int fd, const char *method, const char *path, int *status, char **body,
 		size_t *body_len);
+/* The same with a JSON request body (NUL-terminated; NULL: none). */
+int ctl_request_body(int fd, const char *method, const char *path, const char *req_body, int *status,
+		     char **body, size_t *body_len);
 
 #endif

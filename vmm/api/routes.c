@@ -16,14 +16,24 @@ enum method { M_GET, M_PUT };
 struct route {
 	const char *name;    /* after API_PREFIX */
 	enum method method;
-	/* Fills r on success; errors come back as -errno and are mapped by the caller. */
-	int (*run)(const struct api_ops *ops, void *opaque, struct json_object *out);
+	/*
+	 * Fills out on success; errors come back as -errno and are mapped by
+	 * the caller, with msg when the op wrote one. body: the request's JSON
+	 * object, checked against params; NULL when there was none.
+	 */
+	int (*run)(const struct api_ops *ops, void *opaque, struct json_object *body,
+		   struct json_object *out, char *msg, size_t msglen);
+	const char *const *params;  /* the body's fields, all required; NULL: takes none */
 	/* 409 messages, for -EALREADY and -EAGAIN */
 	const char *already, *again;
 };
 
-static int run_ping(const struct api_ops *ops, void *opaque, struct json_object *out)
+static void sanitize(const char *in, size_t len, char *out, size_t outlen);
+
+static int run_ping(const struct api_ops *ops, void *opaque, struct json_object *body,
+                     struct json_object *out, char *msg, size_t msglen)
 {
+	(void)body, (void)msg, (void)msglen;
 	(void)ops;
 	(void)opaque;
 	json_object_object_add(out, "version", json_object_new_string(VMM_VERSION));
@@ -31,50 +41,102 @@ static int run_ping(const struct api_ops *ops, void *opaque, struct json_object 
 	return 0;
 }
 
-static int run_info(const struct api_ops *ops, void *opaque, struct json_object *out)
+static int run_info(const struct api_ops *ops, void *opaque, struct json_object *body,
+                     struct json_object *out, char *msg, size_t msglen)
 {
+	(void)body, (void)msg, (void)msglen;
 	return ops->info(opaque, out);
 }
 
-static int run_counters(const struct api_ops *ops, void *opaque, struct json_object *out)
+static int run_counters(const struct api_ops *ops, void *opaque, struct json_object *body,
+                         struct json_object *out, char *msg, size_t msglen)
 {
+	(void)body, (void)msg, (void)msglen;
 	return ops->counters(opaque, out);
 }
 
-static int run_pause(const struct api_ops *ops, void *opaque, struct json_object *out)
+static int run_pause(const struct api_ops *ops, void *opaque, struct json_object *body,
+                      struct json_object *out, char *msg, size_t msglen)
 {
+	(void)body, (void)msg, (void)msglen;
 	(void)out;
 	return ops->pause(opaque);
 }
 
-static int run_resume(const struct api_ops *ops, void *opaque, struct json_object *out)
+static int run_resume(const struct api_ops *ops, void *opaque, struct json_object *body,
+                       struct json_object *out, char *msg, size_t msglen)
 {
+	(void)body, (void)msg, (void)msglen;
 	(void)out;
 	return ops->resume(opaque);
 }
 
-static int run_power_button(const struct api_ops *ops, void *opaque, struct json_object *out)
+static int run_power_button(const struct api_ops *ops, void *opaque, struct json_object *body,
+                             struct json_object *out, char *msg, size_t msglen)
 {
+	(void)body, (void)msg, (void)msglen;
 	(void)out;
 	return ops->power_button(opaque);
 }
 
-static int run_shutdown(const struct api_ops *ops, void *opaque, struct json_object *out)
+static int run_shutdown(const struct api_ops *ops, void *opaque, struct json_object *body,
+                         struct json_object *out, char *msg, size_t msglen)
 {
+	(void)body, (void)msg, (void)msglen;
 	(void)out;
 	return ops->shutdown(opaque);
 }
 
+#define SNAPSHOT_URL_MAX 4096
+
+/* {"destination_url": "file:///DIR"}: DIR absolute, as Cloud Hypervisor takes it. */
+static int run_snapshot(const struct api_ops *ops, void *opaque, struct json_object *body,
+			struct json_object *out, char *msg, size_t msglen)
+{
+	static const char scheme[] = "file://";
+	struct json_object *v = NULL;
+	const char *url;
+	size_t len;
+
+	(void)out;
+	if (!ops->snapshot)
+		return -ENOSYS;
+	json_object_object_get_ex(body, "destination_url", &v);
+	if (!json_object_is_type(v, json_type_string)) {
+		snprintf(msg, msglen, "destination_url must be a string, e.g. \"file:///var/snap\"");
+		return -EINVAL;
+	}
+	url = json_object_get_string(v);
+	len = (size_t)json_object_get_string_len(v);
+	if (strlen(url) != len || len > SNAPSHOT_URL_MAX) {
+		snprintf(msg, msglen, "destination_url: %s", len > SNAPSHOT_URL_MAX ?
+			 "longer than 4096 bytes" : "contains a NUL byte");
+		return -EINVAL;
+	}
+	if (strncmp(url, scheme, strlen(scheme)) || url[strlen(scheme)] != '/') {
+		char safe[48];
+
+		sanitize(url, len, safe, sizeof(safe));
+		snprintf(msg, msglen, "destination_url \"%s\": give file:///DIR, an absolute directory", safe);
+		return -EINVAL;
+	}
+	return ops->snapshot(opaque, url + strlen(scheme), msg, msglen);
+}
+
+static const char *const snapshot_params[] = { "destination_url", NULL };
+
 static const struct route routes[] = {
-	{ "vmm.ping", M_GET, run_ping, NULL, NULL },
-	{ "vm.info", M_GET, run_info, NULL, NULL },
-	{ "vm.counters", M_GET, run_counters, NULL, NULL },
-	{ "vm.pause", M_PUT, run_pause, "the VM is already paused", NULL },
-	{ "vm.resume", M_PUT, run_resume, "the VM is running, not paused", NULL },
-	{ "vm.power-button", M_PUT, run_power_button, NULL,
+	{ "vmm.ping", M_GET, run_ping, NULL, NULL, NULL },
+	{ "vm.info", M_GET, run_info, NULL, NULL, NULL },
+	{ "vm.counters", M_GET, run_counters, NULL, NULL, NULL },
+	{ "vm.pause", M_PUT, run_pause, NULL, "the VM is already paused", NULL },
+	{ "vm.resume", M_PUT, run_resume, NULL, "the VM is running, not paused", NULL },
+	{ "vm.power-button", M_PUT, run_power_button, NULL, NULL,
 	  "the VM is paused and cannot see a power button; resume it first" },
-	{ "vm.shutdown", M_PUT, run_shutdown, NULL, NULL },
-	{ "vmm.shutdown", M_PUT, run_shutdown, NULL, NULL },
+	{ "vm.snapshot", M_PUT, run_snapshot, snapshot_params, NULL,
+	  "the VM is running; pause it first (vm.pause)" },
+	{ "vm.shutdown", M_PUT, run_shutdown, NULL, NULL, NULL },
+	{ "vmm.shutdown", M_PUT, run_shutdown, NULL, NULL, NULL },
 };
 
 const char *api_reason(int status)
@@ -161,11 +223,21 @@ static bool only_space(const char *s, size_t len)
 	return true;
 }
 
+static bool is_param(const struct route *rt, const char *key)
+{
+	for (const char *const *p = rt->params; p && *p; p++)
+		if (!strcmp(*p, key))
+			return true;
+	return false;
+}
+
 /*
- * A PUT body: none, or one JSON object without members (no endpoint takes
- * parameters yet). Returns 0 or fills r with a 400.
+ * A PUT body: none, or one JSON object whose members are the route's params,
+ * every one of them (a route without params takes none, or {}). Returns 0
+ * with the object in *objp (NULL for no body), or fills r with a 400.
  */
-static int check_body(const struct route *rt, const char *body, size_t len, struct api_response *r)
+static int check_body(const struct route *rt, const char *body, size_t len, struct api_response *r,
+		      struct json_object **objp)
 {
 	char text[API_MAX_BODY + 1];
 	struct json_tokener *tok;
@@ -174,8 +246,14 @@ static int check_body(const struct route *rt, const char *body, size_t len, stru
 	size_t end;
 	int ret = -EINVAL;
 
-	if (len == 0)
+	*objp = NULL;
+	if (len == 0) {
+		if (rt->params) {
+			api_error(r, 400, "%s needs a JSON body with \"%s\"", rt->name, rt->params[0]);
+			return -EINVAL;
+		}
 		return 0;
+	}
 	tok = json_tokener_new_ex(API_MAX_JSON_DEPTH);
 	if (!tok) {
 		api_error(r, 500, "out of memory");
@@ -201,32 +279,59 @@ static int check_body(const struct route *rt, const char *body, size_t len, stru
 	} else if (!json_object_is_type(obj, json_type_object)) {
 		api_error(r, 400, "%s: the body must be a JSON object, not %s", rt->name,
 			  json_type_to_name(json_object_get_type(obj)));
-	} else if (json_object_object_length(obj) != 0) {
-		struct json_object_iterator it = json_object_iter_begin(obj);
-		const char *key = json_object_iter_peek_name(&it);
-		char safe[48];
-
-		sanitize(key, strlen(key), safe, sizeof(safe));
-		api_error(r, 400, "%s takes no parameters; unknown field \"%s\"", rt->name, safe);
 	} else {
 		ret = 0;
+		json_object_object_foreach(obj, key, val) {
+			char safe[48];
+
+			(void)val;
+			if (is_param(rt, key))
+				continue;
+			sanitize(key, strlen(key), safe, sizeof(safe));
+			if (rt->params)
+				api_error(r, 400, "%s: unknown field \"%s\"; it takes \"%s\"", rt->name, safe,
+					  rt->params[0]);
+			else
+				api_error(r, 400, "%s takes no parameters; unknown field \"%s\"", rt->name, safe);
+			ret = -EINVAL;
+			break;
+		}
+		for (const char *const *p = rt->params; !ret && p && *p; p++) {
+			if (!json_object_object_get_ex(obj, *p, NULL)) {
+				api_error(r, 400, "%s: the body lacks \"%s\"", rt->name, *p);
+				ret = -EINVAL;
+			}
+		}
 	}
-	json_object_put(obj);
+	if (ret)
+		json_object_put(obj);
+	else
+		*objp = obj;
 	json_tokener_free(tok);
 	return ret;
 }
 
 static void run_route(const struct route *rt, const struct api_ops *ops, void *opaque,
-		      struct api_response *r)
+		      struct json_object *body, struct api_response *r)
 {
 	struct json_object *out = json_object_new_object();
+	char msg[512] = "";
 	int ret;
 
 	if (!out) {
 		api_error(r, 500, "out of memory");
 		return;
 	}
-	ret = rt->run(ops, opaque, out);
+	ret = rt->run(ops, opaque, body, out, msg, sizeof(msg));
+	if (ret && msg[0]) {
+		/* The op said what is wrong: a state conflict, bad input, or a failure. */
+		int status = ret == -EINVAL ? 400 : ret == -EALREADY || ret == -EAGAIN || ret == -EBUSY ||
+			     ret == -ESHUTDOWN || ret == -ENOTSUP ? 409 : 500;
+
+		api_error(r, status, "%s: %s", rt->name, msg);
+		json_object_put(out);
+		return;
+	}
 	switch (ret) {
 	case 0:
 		if (rt->method == M_GET) {
@@ -244,7 +349,10 @@ static void run_route(const struct route *rt, const struct api_ops *ops, void *o
 		api_error(r, 409, "%s: %s", rt->name, rt->again ? rt->again : "not possible now");
 		break;
 	case -EBUSY:
-		api_error(r, 409, "%s: a pause or resume is under way; try again", rt->name);
+		api_error(r, 409, "%s: a pause, resume or snapshot is under way; try again", rt->name);
+		break;
+	case -ENOSYS:
+		api_error(r, 404, "%s: not available in this vmm", rt->name);
 		break;
 	case -ESHUTDOWN:
 		api_error(r, 409, "%s: the VM is shut down", rt->name);
@@ -260,6 +368,7 @@ void api_handle(const struct api_ops *ops, void *opaque, const char *method, con
 		const void *body, size_t len, struct api_response *r)
 {
 	const struct route *rt = NULL;
+	struct json_object *obj;
 	size_t tlen = target ? strnlen(target, API_MAX_TARGET + 1) : 0;
 	char safe[64];
 	enum method m;
@@ -311,7 +420,8 @@ void api_handle(const struct api_ops *ops, void *opaque, const char *method, con
 		api_error(r, 400, "%s: a GET takes no body (got %zu bytes)", rt->name, len);
 		return;
 	}
-	if (check_body(rt, body, len, r))
+	if (check_body(rt, body, len, r, &obj))
 		return;
-	run_route(rt, ops, opaque, r);
+	run_route(rt, ops, opaque, obj, r);
+	json_object_put(obj);
 }

@@ -9,12 +9,15 @@
  *   PUT /api/v1/vm.pause       204, or 409 when paused / pausing / shut down
  *   PUT /api/v1/vm.resume      204, or 409 when running / resuming / shut down
  *   PUT /api/v1/vm.power-button 204 (ACPI power button), 409 when not running
+ *   PUT /api/v1/vm.snapshot    {"destination_url": "file:///DIR"}: 204 once the paused VM
+ *                              is written into DIR; 409 when it runs or a device cannot be
+ *                              saved, 400 for a bad URL, 500 when writing failed
  *   PUT /api/v1/vm.shutdown    204: the guest is stopped, vmm exits 0
  *   PUT /api/v1/vmm.shutdown   204: the same (vmm runs one VM)
  *
  * Everything in a request is untrusted. Errors carry {"error": "..."}: 400
  * (bad target, query string, body on a GET, a body that is not one small JSON
- * object with no members), 404 (no such endpoint), 405 (wrong method; Allow
+ * object with exactly the endpoint's fields), 404 (no such endpoint), 405 (wrong method; Allow
  * names the right one), 413 (body over API_MAX_BODY), 409 (state conflict),
  * 500 (the operation failed).
  */
@@ -45,6 +48,12 @@ struct api_ops {
 	int (*shutdown)(void *opaque);       /* must not block: the VM stops after the reply */
 	int (*info)(void *opaque, struct json_object *out);
 	int (*counters)(void *opaque, struct json_object *out);
+	/*
+	 * Write the paused VM into the directory dir (absolute); -EAGAIN when
+	 * it runs, -EBUSY, -ESHUTDOWN, -ENOTSUP (a device cannot be saved), or
+	 * another errno, each with one line in msg. NULL: no snapshots (404).
+	 */
+	int (*snapshot)(void *opaque, const char *dir, char *msg, size_t msglen);
 };
 
 struct api_response {

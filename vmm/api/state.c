@@ -19,7 +19,7 @@ int vm_runstate_begin(struct vm_runstate *rs, enum vm_op op)
 	case VM_OP_RESUME:
 		if (s == VM_STATE_RUNNING)
 			return -EALREADY;
-		if (s != VM_STATE_PAUSED)
+		if (s != VM_STATE_PAUSED || rs->snapshotting)
 			return -EBUSY;
 		rs->state = VM_STATE_RESUMING;
 		return 0;
@@ -31,6 +31,13 @@ int vm_runstate_begin(struct vm_runstate *rs, enum vm_op op)
 		if (s == VM_STATE_RUNNING)
 			return 0;
 		return s == VM_STATE_PAUSED ? -EAGAIN : -EBUSY;
+	case VM_OP_SNAPSHOT:
+		if (s == VM_STATE_RUNNING)
+			return -EAGAIN;
+		if (s != VM_STATE_PAUSED || rs->snapshotting)
+			return -EBUSY;
+		rs->snapshotting = true;
+		return 0;
 	}
 	return -EINVAL;
 }
@@ -45,6 +52,9 @@ void vm_runstate_end(struct vm_runstate *rs, enum vm_op op, bool ok)
 	case VM_OP_RESUME:
 		if (rs->state == VM_STATE_RESUMING)
 			rs->state = ok ? VM_STATE_RUNNING : VM_STATE_PAUSED;
+		break;
+	case VM_OP_SNAPSHOT:
+		rs->snapshotting = false;
 		break;
 	case VM_OP_SHUTDOWN:
 	case VM_OP_POWER_BUTTON:

@@ -9,6 +9,7 @@
 #include "devices/platform.h"
 #include "devices/virtio_net.h"
 #include "virtio/virtio_pci.h"
+#include "vmm/snapshot/snapshot.h"
 #include "vmm/vm.h"
 
 static int op_pause(void *opaque)
@@ -29,6 +30,22 @@ static int op_power_button(void *opaque)
 static int op_shutdown(void *opaque)
 {
 	return vm_shutdown(opaque, "shut down through the API");
+}
+
+static int op_snapshot(void *opaque, const char *dir, char *msg, size_t msglen)
+{
+	struct vm *vm = opaque;
+	uint64_t t0 = monotonic_ns();
+	int ret = vm_snapshot_save(vm, dir, msg, msglen);
+
+	if (!ret)
+		pr_info("snapshot written to %s in %llu ms", dir,
+			(unsigned long long)((monotonic_ns() - t0) / 1000000));
+	else if (ret == -EAGAIN || ret == -EBUSY || ret == -ESHUTDOWN)
+		pr_info("snapshot to %s refused: %s", dir, msg);
+	else
+		pr_err("snapshot to %s: %s", dir, msg);
+	return ret;
 }
 
 static const char *serial_name(const struct vm_config *cfg)
@@ -155,6 +172,7 @@ const struct api_ops vm_api_ops = {
 	.resume = op_resume,
 	.power_button = op_power_button,
 	.shutdown = op_shutdown,
+	.snapshot = op_snapshot,
 	.info = op_info,
 	.counters = op_counters,
 };

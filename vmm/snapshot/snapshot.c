@@ -11,6 +11,8 @@
 
 #include <libfdt.h>
 
+#include "devices/platform.h"
+#include "devices/virtio_kinds.h"
 #include "virtio/virtio_pci.h"
 #include "vmm/pci.h"
 #include "vmm/vcpu.h"
@@ -49,7 +51,7 @@ const struct snap_desc snap_config_desc = {
 	.check = config_check,
 };
 
-/* The VM-wide nodes cpu.c writes; a parse refuses any other root node. */
+/* The VM-wide nodes cpu.c writes; with platform_snap_nodes, a parse refuses any other root node. */
 static const char *const vm_node_names[] = { "pic-master", "pic-slave", "ioapic", "pit", "kvmclock" };
 
 /* ---- save ---------------------------------------------------------------------------- */
@@ -191,7 +193,31 @@ static int write_file(const char *dir, const char *name, const void *blob, size_
 	return ret;
 }
 
+static int save_paused(struct vm *vm, const char *dir, char *err, size_t errlen);
+
 int vm_snapshot_save(struct vm *vm, const char *dir, char *err, size_t errlen)
+{
+	int ret;
+
+	/* Paused, and stays so: vm.resume waits (-EBUSY) until the snapshot is written. */
+	pthread_mutex_lock(&vm->lock);
+	ret = vm_runstate_begin(&vm->run, VM_OP_SNAPSHOT);
+	if (ret == -EAGAIN || ret == -ESHUTDOWN)
+		snprintf(err, errlen, "the VM is %s: %s", vm_run_state_name(vm->run.state),
+			 ret == -EAGAIN ? "pause it before a snapshot (vm.pause)" : "nothing to save");
+	else if (ret)
+		snprintf(err, errlen, "a pause, resume or snapshot is under way; try again");
+	pthread_mutex_unlock(&vm->lock);
+	if (ret)
+		return ret;
+	ret = save_paused(vm, dir, err, errlen);
+	pthread_mutex_lock(&vm->lock);
+	vm_runstate_end(&vm->run, VM_OP_SNAPSHOT, ret == 0);
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+static int save_paused(struct vm *vm, const char *dir, char *err, size_t errlen)
 {
 	const struct snap_kvm_fds k = { .kvm_fd = vm->kvm_fd, .vm_fd = vm->vm_fd };
 	struct snap_vcpu *vs = NULL;
@@ -202,11 +228,6 @@ int vm_snapshot_save(struct vm *vm, const char *dir, char *err, size_t errlen)
 	size_t len;
 	int ret;
 
-	if (vm_run_state(vm) != VM_STATE_PAUSED) {
-		snprintf(err, errlen, "the VM is %s: pause it before a snapshot",
-			 vm_run_state_name(vm_run_state(vm)));
-		return -EBUSY;
-	}
 	ret = vm_snapshot_check_devices(vm, err, errlen);
 	if (ret)
 		return ret;
@@ -232,6 +253,11 @@ int vm_snapshot_save(struct vm *vm, const char *dir, char *err, size_t errlen)
 	if (ret) {
 		snprintf(err, errlen, "saving the in-kernel PIC, IOAPIC, PIT or clock: %s",
 			 what[0] ? what : strerror(-ret));
+		goto out;
+	}
+	ret = platform_save(vm, &w);
+	if (ret) {
+		snprintf(err, errlen, "saving the serial port, RTC or ACPI PM: %s", strerror(-ret));
 		goto out;
 	}
 	vs = malloc(sizeof(*vs));
@@ -293,6 +319,9 @@ static bool is_vm_node(const char *name)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(vm_node_names); i++)
 		if (!strcmp(name, vm_node_names[i]))
+			return true;
+	for (size_t i = 0; platform_snap_nodes[i]; i++)
+		if (!strcmp(name, platform_snap_nodes[i]))
 			return true;
 	return false;
 }
@@ -395,6 +424,8 @@ int vm_snapshot_parse(const void *buf, size_t len, struct vm_snapshot **out, cha
 		ret = parse_config(s);
 	if (!ret)
 		ret = snap_kvm_vm_read(r, &s->kvm);
+	if (!ret)
+		ret = platform_snap_check(r);
 	if (ret)
 		goto err;
 	s->vcpus = calloc(s->cfg.ncpus, sizeof(*s->vcpus));
@@ -504,6 +535,34 @@ err:
 	return ret;
 }
 
+int vm_snapshot_config(const struct vm_snapshot *s, struct vm_config *cfg, char *err, size_t errlen)
+{
+	cfg->ncpus = s->cfg.ncpus;
+	cfg->mem_size = s->cfg.mem_size;
+	cfg->mem_shared = (enum mem_share)s->cfg.mem_shared;
+	cfg->mem_hugepages = s->cfg.mem_hugepages;
+	cfg->kernel = s->kernel;
+	cfg->initramfs = s->initramfs;
+	cfg->cmdline = s->cmdline;
+	cfg->ndevices = 0;
+	for (unsigned i = 0; i < s->ndevices; i++) {
+		const struct virtio_dev_kind *kind = NULL;
+
+		for (size_t k = 0; virtio_dev_kinds[k] && !kind; k++)
+			if (!strcmp(virtio_dev_kinds[k]->option, s->devices[i].option))
+				kind = virtio_dev_kinds[k];
+		if (!kind) {
+			snprintf(err, errlen, "device %u: --%s is not a device this vmm knows", i,
+				 s->devices[i].option);
+			return -EINVAL;
+		}
+		cfg->devices[i].kind = kind;
+		cfg->devices[i].args = s->devices[i].args;
+		cfg->ndevices++;
+	}
+	return 0;
+}
+
 /* ---- restore: apply ------------------------------------------------------------------ */
 
 int vm_snapshot_apply(struct vm *vm, struct vm_snapshot *s, char *err, size_t errlen)
@@ -550,6 +609,12 @@ int vm_snapshot_apply(struct vm *vm, struct vm_snapshot *s, char *err, size_t er
 	ret = snap_kvm_vm_restore(&k, &s->kvm, what, sizeof(what));
 	if (ret) {
 		snprintf(err, errlen, "restoring the in-kernel PIC, IOAPIC, PIT or clock: %s", what);
+		return ret;
+	}
+	/* After the irqchip: the serial port and the SCI drive their lines to the saved level. */
+	ret = platform_load(vm, &s->reader);
+	if (ret) {
+		snprintf(err, errlen, "%s", s->reader.err[0] ? s->reader.err : strerror(-ret));
 		return ret;
 	}
 	for (unsigned i = 0; i < vm->ncpus; i++) {

@@ -67,9 +67,12 @@ struct vm_snapshot {
 int vm_snapshot_check_devices(struct vm *vm, char *err, size_t errlen) WUR;
 
 /*
- * Save vm, which must be paused (vm_sleep), into dir (created if missing).
- * Returns 0, or -errno with one line in err:
- *   -EBUSY    the VM is not paused (the API's 409)
+ * Save vm, which must be paused (vm_sleep), into dir (created if missing);
+ * vm_wake waits (-EBUSY) until it is written. Returns 0, or -errno with one
+ * line in err:
+ *   -EAGAIN   the VM is running: pause it first (the API's 409)
+ *   -EBUSY    a pause, resume or other snapshot is under way (409)
+ *   -ESHUTDOWN the VM is shutting down (409)
  *   -ENOTSUP  a device cannot be saved (nothing written)
  *   other     the capture or a file failed
  * The VM stays paused either way.
@@ -93,6 +96,16 @@ int vm_snapshot_parse(const void *buf, size_t len, struct vm_snapshot **out, cha
 int vm_snapshot_load(const char *dir, struct vm_snapshot **out, int *mem_fd, char *err,
 		     size_t errlen) WUR;
 void vm_snapshot_free(struct vm_snapshot *s);
+
+/*
+ * The machine of s into cfg: vCPUs, memory, the kernel's names and command
+ * line, the devices (each opened again by vm_create_restored, as on the
+ * command line). Console, timeout and API stay the caller's. cfg's strings
+ * point into s: keep s until the VM is gone. -EINVAL for a device kind this
+ * vmm lacks, with err.
+ */
+struct vm_config;
+int vm_snapshot_config(const struct vm_snapshot *s, struct vm_config *cfg, char *err, size_t errlen) WUR;
 
 /*
  * Phase two: put s into vm, made from s's configuration with its memory from
