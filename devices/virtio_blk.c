@@ -34,6 +34,7 @@ struct blk_req {
 	struct blk_dev *blk;
 	uint8_t *status;       /* last byte of the device-writable part */
 	uint32_t used_len;     /* bytes written into the writable part on success */
+	uint32_t type;         /* VIRTIO_BLK_T_*, for the counters */
 	uint16_t q;
 	struct blk_req *next_free;
 };
@@ -74,12 +75,34 @@ static void req_free(struct blk_dev *blk, struct blk_req *req)
 	bq->free = req;
 }
 
+/* vm.counters: reads and writes as Cloud Hypervisor names them; flush, discard and the rest are requests. */
+static const struct virtio_dev_counter_names blk_counter_names = {
+	"read_ops", "read_bytes", "write_ops", "write_bytes",
+};
+
+static void count_request(struct blk_dev *blk, const struct blk_req *req, uint8_t status)
+{
+	struct virtio_dev_counters *c = &blk->vdev->counters;
+
+	virtio_count(&c->requests, 1);
+	if (status != VIRTIO_BLK_S_OK) {
+		virtio_count(&c->errors, 1);
+	} else if (req->type == VIRTIO_BLK_T_IN) {
+		virtio_count(&c->in_ops, 1);
+		virtio_count(&c->in_bytes, req->used_len - 1);
+	} else if (req->type == VIRTIO_BLK_T_OUT) {
+		virtio_count(&c->out_ops, 1);
+		virtio_count(&c->out_bytes, req->io.len);
+	}
+}
+
 /* Write the status byte and push the chain (published later by flush_queues). */
 static void req_complete(struct blk_dev *blk, struct blk_req *req, uint8_t status)
 {
 	uint32_t len = status == VIRTIO_BLK_S_OK ? req->used_len : 1;
 
 	if (!blk->dropping) {
+		count_request(blk, req, status);
 		*req->status = status;
 		/* -ENODEV/-EIO: the queue was reset or broke meanwhile; nothing to give back. */
 		if (virtq_push(&blk->vdev->vqs[req->q], req->chain.head, len) == 0)
@@ -199,6 +222,7 @@ static uint8_t parse_request(struct blk_dev *blk, struct blk_req *req)
 		return VIRTIO_BLK_S_IOERR;  /* not reached: the caller checked out_len */
 	type = le32_to_cpu(hdr.type);
 	sector = le64_to_cpu(hdr.sector);
+	req->type = type;
 	req->used_len = 1;
 	memset(&req->io, 0, sizeof(req->io));
 
@@ -634,6 +658,7 @@ static const struct virtio_dev_ops virtio_blk_ops = {
 	.snap_save = blk_save,
 	.snap_load = blk_load,
 	.destroy = blk_destroy,
+	.counter_names = &blk_counter_names,
 };
 
 /* ---- creation from the command line ----------------------------------------------- */

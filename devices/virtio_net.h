@@ -90,7 +90,7 @@ extern const struct virtio_dev_kind virtio_net_kind;
 struct snap_desc;
 extern const struct snap_desc virtio_net_snap_desc;
 
-/* Counters, updated on the event-loop thread. */
+/* Counters, updated on the event-loop thread (packets and bytes are vdev->counters'). */
 struct virtio_net_stats {
 	uint64_t tx_packets, tx_bytes, tx_dropped;
 	uint64_t rx_packets, rx_bytes, rx_dropped;

@@ -55,6 +55,36 @@
 
 struct vm;
 struct virtio_dev;
+
+/*
+ * What a device counts for GET /api/v1/vm.counters. "in" is towards the guest
+ * (a disk read, a received frame or packet, entropy), "out" from it (a disk
+ * write, a sent frame). Bytes are payload: no virtio-blk/-net/-vsock headers.
+ * Counted with virtio_count() on the device's threads and read from any
+ * other with virtio_counter_get(): relaxed atomics, no lock, no ordering
+ * between counters (each one alone is exact).
+ */
+struct virtio_dev_counters {
+	uint64_t requests;    /* chains served: a disk request, a frame, a packet, an entropy fill */
+	uint64_t errors;      /* requests that failed or were dropped, and every NEEDS_RESET */
+	uint64_t in_ops, in_bytes;
+	uint64_t out_ops, out_bytes;
+};
+
+/* The names vm.counters gives in_ops, in_bytes, out_ops, out_bytes (Cloud Hypervisor's); NULL: not kept. */
+struct virtio_dev_counter_names {
+	const char *in_ops, *in_bytes, *out_ops, *out_bytes;
+};
+
+static inline void virtio_count(uint64_t *counter, uint64_t n)
+{
+	__atomic_add_fetch(counter, n, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t virtio_counter_get(const uint64_t *counter)
+{
+	return __atomic_load_n(counter, __ATOMIC_RELAXED);
+}
 struct snap_writer;
 struct snap_reader;
 
@@ -128,6 +158,12 @@ struct virtio_dev_ops {
 	int (*load)(struct virtio_dev *vdev, const void *buf, size_t len);
 	/* Free the device's private state. */
 	void (*destroy)(struct virtio_dev *vdev);
+	/*
+	 * How vm.counters names vdev->counters' data counters. NULL: the device
+	 * does not see its requests (vhost-user: another process serves the
+	 * queues), and requests and data are reported as JSON null, never 0.
+	 */
+	const struct virtio_dev_counter_names *counter_names;
 };
 
 /* One device instance, filled by the device's create function, then owned by the transport. */
@@ -161,6 +197,8 @@ struct virtio_dev {
 	/* A guest error: mark DEVICE_NEEDS_RESET and tell the driver. Logged once by the caller. */
 	void (*needs_reset)(struct virtio_dev *vdev);
 	void *transport;               /* the transport's own state */
+	/* For vm.counters: for the device's lifetime (a reset keeps them). */
+	struct virtio_dev_counters counters;
 
 	/*
 	 * vhost-user: another process reads the queues' kick eventfds and writes

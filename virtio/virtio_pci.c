@@ -54,12 +54,13 @@ static void msix_fire_locked(struct virtio_pci *vp, uint16_t v)
 		return;
 	}
 	if (!e->routed) {
-		vp->nr_dropped++;
+		virtio_count(&vp->nr_dropped, 1);
 		pr_guest_err("%s: MSI-X vector %u has no valid message (addr %#x:%#x data %#x); "
 			     "interrupt dropped", vp->name, v, e->addr_hi, e->addr_lo, e->data);
 		return;
 	}
 	notifier_signal(&e->irqfd);
+	virtio_count(&e->nr_fired, 1);
 }
 
 /*
@@ -102,6 +103,7 @@ static void signal_used(struct virtio_dev *vdev, unsigned q)
 
 	if (q >= vdev->num_queues)
 		return;
+	virtio_count(&vp->queues[q].nr_interrupts, 1);
 	__atomic_or_fetch(&vp->isr, VIRTIO_PCI_ISR_QUEUE, __ATOMIC_SEQ_CST);
 	pthread_mutex_lock(&vp->msix_lock);
 	msix_fire_locked(vp, vp->queues[q].msix_vector);
@@ -112,17 +114,38 @@ static void signal_config(struct virtio_dev *vdev)
 {
 	struct virtio_pci *vp = vdev->transport;
 
+	virtio_count(&vp->nr_config_interrupts, 1);
 	__atomic_or_fetch(&vp->isr, VIRTIO_PCI_ISR_CONFIG, __ATOMIC_SEQ_CST);
 	pthread_mutex_lock(&vp->msix_lock);
 	msix_fire_locked(vp, vp->config_vector);
 	pthread_mutex_unlock(&vp->msix_lock);
 }
 
-/* A guest error (any thread): DEVICE_NEEDS_RESET and one config interrupt (2.1.2). */
+/*
+ * A guest error (any thread): DEVICE_NEEDS_RESET and one config interrupt
+ * (2.1.2). Counted once per occurrence: a bad chain reaches here from both the
+ * virtqueue and the device.
+ */
 static void set_needs_reset(struct virtio_pci *vp)
 {
-	if (!__atomic_exchange_n(&vp->needs_reset, true, __ATOMIC_SEQ_CST))
+	if (!__atomic_exchange_n(&vp->needs_reset, true, __ATOMIC_SEQ_CST)) {
+		virtio_count(&vp->vdev->counters.errors, 1);
 		signal_config(vp->vdev);
+	}
+}
+
+/* Notifies waiting in queue q's eventfd, consumed: each one KVM or a trapped write signalled. */
+static void count_kicks(struct virtio_pci_queue *pq)
+{
+	int64_t n = notifier_reset(&pq->kick);
+
+	/* The look at every queue after a snapshot load was no notify from the guest. */
+	if (n > 0 && pq->synthetic_kick) {
+		pq->synthetic_kick = false;
+		n--;
+	}
+	if (n > 0)
+		virtio_count(&pq->nr_kicks, (uint64_t)n);
 }
 
 static void needs_reset(struct virtio_dev *vdev)
@@ -160,7 +183,7 @@ static void kick_ready(void *opaque, int fd, uint32_t events)
 
 	(void)fd;
 	(void)events;
-	notifier_reset(&pq->kick);
+	count_kicks(pq);
 	if (virtq_is_enabled(vq) && !virtq_is_broken(vq))
 		vdev->ops->queue_notify(vdev, pq->index);
 }
@@ -280,7 +303,7 @@ static void reset_locked(struct virtio_pci *vp)
 		vdev->ops->reset(vdev);
 	for (unsigned q = 0; q < vdev->num_queues; q++) {
 		virtq_reset(&vdev->vqs[q]);
-		notifier_reset(&vp->queues[q].kick);
+		count_kicks(&vp->queues[q]);
 	}
 	vp->status = 0;
 	vp->driver_features = 0;
@@ -523,7 +546,7 @@ static void queue_reset(struct virtio_pci *vp, unsigned q, uint64_t v)
 	if (live && virtq_is_enabled(vq) && vdev->ops->queue_reset)
 		vdev->ops->queue_reset(vdev, q);
 	virtq_reset(vq);
-	notifier_reset(&vp->queues[q].kick);
+	count_kicks(&vp->queues[q]);
 	pthread_mutex_lock(&vp->msix_lock);
 	vp->queues[q].msix_vector = VIRTIO_MSI_NO_VECTOR;
 	pthread_mutex_unlock(&vp->msix_lock);
@@ -1078,8 +1101,10 @@ void virtio_pci_uninit(struct virtio_pci *vp)
 	if (!vp->initialised)
 		return;
 	vp->initialised = false;
-	pr_info("%s: %u kicks trapped to userspace (the rest came through ioeventfds), "
-		"%u interrupts dropped", vp->name, vp->nr_trapped_kicks, vp->nr_dropped);
+	pr_info("%s: %llu kicks trapped to userspace (the rest came through ioeventfds), "
+		"%llu interrupts dropped", vp->name,
+		(unsigned long long)virtio_counter_get(&vp->nr_trapped_kicks),
+		(unsigned long long)virtio_counter_get(&vp->nr_dropped));
 	virtio_pci_reset(vp);
 	if (vp->notify_addr)
 		assign_ioeventfds(vp, vp->notify_addr, false);
@@ -1139,6 +1164,37 @@ int virtio_pci_resume(struct virtio_pci *vp)
 	}
 	pthread_mutex_unlock(&vp->lock);
 	return ret;
+}
+
+void virtio_pci_get_counters(struct virtio_pci *vp, struct virtio_pci_counters *c)
+{
+	struct virtio_dev *vdev = vp->vdev;
+
+	memset(c, 0, sizeof(*c));
+	c->counted = !vdev->external_queues;
+	c->needs_reset = __atomic_load_n(&vp->needs_reset, __ATOMIC_RELAXED);
+	c->trapped_kicks = virtio_counter_get(&vp->nr_trapped_kicks);
+	c->dropped_interrupts = virtio_counter_get(&vp->nr_dropped);
+	c->config_interrupts = virtio_counter_get(&vp->nr_config_interrupts);
+	c->nqueues = vdev->num_queues;
+	c->nvec = vp->nvec;
+	/* msix_lock for the vectors only: the API thread, never the hot path. */
+	pthread_mutex_lock(&vp->msix_lock);
+	for (unsigned q = 0; q < vdev->num_queues; q++)
+		c->queue[q].vector = vp->queues[q].msix_vector;
+	pthread_mutex_unlock(&vp->msix_lock);
+	for (unsigned q = 0; c->counted && q < vdev->num_queues; q++) {
+		c->queue[q].kicks = virtio_counter_get(&vp->queues[q].nr_kicks);
+		c->queue[q].interrupts = virtio_counter_get(&vp->queues[q].nr_interrupts);
+	}
+	for (unsigned v = 0; c->counted && v < vp->nvec; v++)
+		c->vector_interrupts[v] = virtio_counter_get(&vp->vec[v].nr_fired);
+	c->dev.requests = virtio_counter_get(&vdev->counters.requests);
+	c->dev.errors = virtio_counter_get(&vdev->counters.errors);
+	c->dev.in_ops = virtio_counter_get(&vdev->counters.in_ops);
+	c->dev.in_bytes = virtio_counter_get(&vdev->counters.in_bytes);
+	c->dev.out_ops = virtio_counter_get(&vdev->counters.out_ops);
+	c->dev.out_bytes = virtio_counter_get(&vdev->counters.out_bytes);
 }
 
 int virtio_pci_queue_kick_fd(struct virtio_pci *vp, unsigned q)
@@ -1640,8 +1696,10 @@ static int apply_snap(struct virtio_pci *vp, const struct vpci_snap *st, struct 
 		vp->paused = true;
 		/* A kick the old process had not served yet: the device looks at every queue once. */
 		for (unsigned q = 0; !vdev->external_queues && q < vdev->num_queues; q++)
-			if (virtq_is_enabled(&vdev->vqs[q]))
+			if (virtq_is_enabled(&vdev->vqs[q])) {
+				vp->queues[q].synthetic_kick = true;
 				notifier_signal(&vp->queues[q].kick);
+			}
 	}
 	pthread_mutex_unlock(&vp->lock);
 	return ret;

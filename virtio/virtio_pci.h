@@ -147,6 +147,7 @@ struct virtio_pci_vector {
 	uint32_t addr_lo, addr_hi, data, ctrl;  /* the table entry as the guest wrote it */
 	bool routed;                /* KVM has a route for exactly this message */
 	uint32_t routed_lo, routed_hi, routed_data;
+	uint64_t nr_fired;          /* atomic: messages sent to KVM through the irqfd */
 };
 
 struct virtio_pci;
@@ -158,6 +159,10 @@ struct virtio_pci_queue {
 	bool ioeventfd_assigned;
 	struct evloop_fd *watch;    /* on the event loop while the device is live */
 	uint16_t msix_vector;       /* guarded by msix_lock */
+	/* Atomic counters for vm.counters; not counted for vdev->external_queues. */
+	uint64_t nr_kicks;          /* notifies: each ioeventfd write KVM made, and trapped ones */
+	uint64_t nr_interrupts;     /* used-buffer interrupts the device raised (signal_used) */
+	bool synthetic_kick;        /* one signal in `kick` is the transport's own (after load) */
 };
 
 struct irq_router;
@@ -186,8 +191,10 @@ struct virtio_pci {
 	uint64_t pba[(VPCI_MAX_VECTORS + 63) / 64];
 	bool msix_enabled, msix_masked;
 	uint16_t config_vector;      /* guarded by msix_lock */
-	unsigned nr_dropped;         /* signals lost to an invalid or missing route */
-	unsigned nr_trapped_kicks;   /* notifies that exited to userspace (not via ioeventfd) */
+	/* Atomic counters (relaxed) for vm.counters and the exit line. */
+	uint64_t nr_dropped;         /* signals lost to an invalid or missing route */
+	uint64_t nr_trapped_kicks;   /* notifies that exited to userspace (not via ioeventfd) */
+	uint64_t nr_config_interrupts; /* config-change interrupts raised (signal_config) */
 
 	bool paused;                 /* virtio_pci_pause() taken: kicks not watched */
 	bool initialised;            /* virtio_pci_init() succeeded, uninit not yet run */
@@ -223,6 +230,28 @@ void virtio_pci_reset(struct virtio_pci *vp);
  */
 int virtio_pci_pause(struct virtio_pci *vp) WUR;
 int virtio_pci_resume(struct virtio_pci *vp) WUR;
+
+/*
+ * The counters of GET /api/v1/vm.counters, read without locks (each one is
+ * exact, together they are not one instant). With vdev->external_queues
+ * (vhost-user) kicks and used-buffer interrupts go straight between KVM and
+ * the back-end: `counted` is false and the per-queue and per-vector figures
+ * are not ours to give (0 here, null in the API).
+ */
+struct virtio_pci_queue_counters {
+	uint64_t kicks, interrupts;
+	uint16_t vector;             /* VIRTIO_MSI_NO_VECTOR: none */
+};
+struct virtio_pci_counters {
+	bool counted;                /* false for vhost-user: see above */
+	bool needs_reset;
+	uint64_t trapped_kicks, dropped_interrupts, config_interrupts;
+	unsigned nqueues, nvec;
+	struct virtio_pci_queue_counters queue[VIRTIO_MAX_QUEUES];
+	uint64_t vector_interrupts[VPCI_MAX_VECTORS];  /* delivered, per MSI-X vector */
+	struct virtio_dev_counters dev;
+};
+void virtio_pci_get_counters(struct virtio_pci *vp, struct virtio_pci_counters *c);
 
 /* For vhost-user: the eventfd KVM signals when the driver kicks queue q, or -1. */
 int virtio_pci_queue_kick_fd(struct virtio_pci *vp, unsigned q);

@@ -175,10 +175,17 @@ static void queue_error(struct vsock_dev *dev, unsigned q, int err, const char *
 		vdev->needs_reset(vdev);
 }
 
+/* A guest packet (or an answer to one) dropped: for vsock_mux_get_stats and vm.counters' errors. */
+static void count_dropped(struct vsock_dev *dev)
+{
+	dev->stats.dropped++;
+	virtio_count(&dev->vdev->counters.errors, 1);
+}
+
 static void queue_rst(struct vsock_dev *dev, const struct vsock_pkt *p)
 {
 	if (dev->rst_count == MUX_RST_RING) {
-		dev->stats.dropped++;
+		count_dropped(dev);
 		pr_guest_err("%s: too many RSTs waiting for receive buffers; dropped one", dev->vdev->id);
 		return;
 	}
@@ -745,6 +752,9 @@ static void rx_drain(struct vsock_dev *dev)
 			queue_error(dev, VSOCK_RXQ, -EIO, "cannot return a buffer");
 			break;
 		}
+		virtio_count(&dev->vdev->counters.requests, 1);
+		virtio_count(&dev->vdev->counters.in_ops, 1);
+		virtio_count(&dev->vdev->counters.in_bytes, len - VSOCK_HDR_LEN);
 		if (++pushed % 32 == 0)
 			signal_queue(dev, VSOCK_RXQ);
 	}
@@ -840,12 +850,12 @@ static void tx_packet(struct vsock_dev *dev, const struct virtq_chain *ch)
 	enum vsock_conn_state before;
 
 	if (ch->nr_in) {
-		dev->stats.dropped++;
+		count_dropped(dev);
 		pr_guest_err("%s: tx chain with device-writable buffers; dropped", dev->vdev->id);
 		return;
 	}
 	if (ch->out_len < VSOCK_HDR_LEN) {
-		dev->stats.dropped++;
+		count_dropped(dev);
 		pr_guest_err("%s: tx packet of %u bytes, shorter than the header; dropped",
 			     dev->vdev->id, ch->out_len);
 		return;
@@ -857,7 +867,7 @@ static void tx_packet(struct vsock_dev *dev, const struct virtq_chain *ch)
 		pr_guest_err("%s: %s packet %u -> %u: %s; %s", dev->vdev->id, vsock_op_name(p.op),
 			     p.src_port, p.dst_port, why, v == VSOCK_PKT_RST ? "reset" : "dropped");
 		if (v == VSOCK_PKT_DROP) {
-			dev->stats.dropped++;
+			count_dropped(dev);
 			return;
 		}
 		m = p.src_cid == dev->guest_cid ? conn_find(dev, p.dst_port, p.src_port) : NULL;
@@ -869,6 +879,8 @@ static void tx_packet(struct vsock_dev *dev, const struct virtq_chain *ch)
 		}
 		return;
 	}
+	virtio_count(&dev->vdev->counters.out_ops, 1);
+	virtio_count(&dev->vdev->counters.out_bytes, ch->out_len - VSOCK_HDR_LEN);
 	m = conn_find(dev, p.dst_port, p.src_port);
 	if (!m) {
 		if (p.op == VIRTIO_VSOCK_OP_REQUEST)
@@ -927,6 +939,7 @@ static void tx_drain(struct vsock_dev *dev)
 		virtq_disable_notify(vq);
 		while ((r = virtq_pop(vq, &dev->tx_chain)) > 0) {
 			tx_packet(dev, &dev->tx_chain);
+			virtio_count(&dev->vdev->counters.requests, 1);
 			if (virtq_push(vq, dev->tx_chain.head, 0) < 0) {
 				queue_error(dev, VSOCK_TXQ, -EIO, "cannot return a buffer");
 				return;

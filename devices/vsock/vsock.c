@@ -156,6 +156,11 @@ static void vs_destroy(struct virtio_dev *vdev)
 	vdev->priv = NULL;
 }
 
+/* vm.counters: packets to and from the guest, payload bytes (headers not counted). */
+static const struct virtio_dev_counter_names vsock_counter_names = {
+	"rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
+};
+
 static const struct virtio_dev_ops vsock_ops = {
 	.name = "virtio-vsock",
 	.device_id = VIRTIO_ID_VSOCK,
@@ -171,6 +176,7 @@ static const struct virtio_dev_ops vsock_ops = {
 	.save = vs_save_blob,
 	.load = vs_load_blob,
 	.destroy = vs_destroy,
+	.counter_names = &vsock_counter_names,
 };
 
 struct vsock_dev *vsock_of(struct virtio_dev *vdev)

@@ -20,10 +20,13 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <json-c/json.h>
+
 #include "channel/evloop.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_net.h"
 #include "virtio/virtio_pci.h"
+#include "vmm/api/counters.h"
 #include "vmm/irq.h"
 #include "vmm/vm.h"
 
@@ -1829,6 +1832,165 @@ static void test_net_and_rng_with_loop_thread(void **state)
 	close(n.peer);
 }
 
+/* ---- counters (GET /api/v1/vm.counters) ---------------------------------------------- */
+
+/* A write of one sector of 0x5a bytes as chain idx on queue q. */
+static void blk_offer_write(struct fx *f, unsigned q, uint16_t idx, unsigned sector)
+{
+	uint64_t base = BUF + 0x10000 * q + 0x1000 * (idx % 4);
+	struct seg segs[] = {
+		{ base, 16, false },
+		{ base + 0x200, 512, false },
+		{ base + 0x400, 1, true },
+	};
+	uint8_t hdr[16] = { 0 };
+
+	put_le(hdr, VIRTIO_BLK_T_OUT, 4);
+	put_le(hdr + 8, sector, 8);
+	memcpy(gpa(f, base, 16), hdr, 16);
+	memset(gpa(f, base + 0x200, 512), 0x5a, 512);
+	offer_chain(f, q, idx, segs, 3);
+}
+
+static struct json_object *jget(struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+
+	assert_true(json_object_object_get_ex(o, key, &v));
+	return v;
+}
+
+static uint64_t ju64(struct json_object *o, const char *key)
+{
+	struct json_object *v = jget(o, key);
+
+	assert_true(json_object_is_type(v, json_type_int));
+	return json_object_get_uint64(v);
+}
+
+/*
+ * virtio-blk over the real transport: requests, bytes, errors, kicks (through
+ * the ioeventfd, coalesced or not, and trapped), interrupts per queue and per
+ * vector move as the driver drives it; a malformed chain is one error.
+ */
+static void test_counters_blk(void **state)
+{
+	struct fx *f = fx_blk();
+	struct virtio_pci_counters c;
+	struct json_object *d, *q0, *vec;
+
+	(void)state;
+	bring_up_queues(f, F_BASIC, 1u << 0);
+	virtio_pci_get_counters(&f->vp, &c);
+	assert_true(c.counted);
+	assert_int_equal(c.dev.requests, 0);
+	assert_int_equal(c.queue[0].kicks, 0);
+
+	blk_offer_read(f, 0, 1, 3);
+	kick(f, 0);
+	loop_until_used(f, 0, 1);
+	blk_check_read(f, 0, 1, 3);
+	blk_offer_write(f, 0, 2, 5);
+	kick(f, 0);
+	kick(f, 0);                     /* two notifies before the loop looks: both counted */
+	loop_until_used(f, 0, 2);
+	blk_offer_read(f, 0, 3, 1000);  /* past the end of the 64-sector disk: IOERR */
+	kick(f, 0);
+	loop_until_used(f, 0, 3);
+	assert_int_equal(*(uint8_t *)gpa(f, BUF + 0x1000 * 3 + 0x400, 1), VIRTIO_BLK_S_IOERR);
+	blk_offer_read(f, 0, 4, 7);
+	wr(f, f->bar2 + VPCI_NOTIFY, 0, 4);  /* a 4-byte notify: trapped, not the ioeventfd's */
+	loop_until_used(f, 0, 4);
+
+	virtio_pci_get_counters(&f->vp, &c);
+	assert_int_equal(c.dev.requests, 4);
+	assert_int_equal(c.dev.errors, 1);
+	assert_int_equal(c.dev.in_ops, 2);
+	assert_int_equal(c.dev.in_bytes, 1024);
+	assert_int_equal(c.dev.out_ops, 1);
+	assert_int_equal(c.dev.out_bytes, 512);
+	assert_int_equal(c.queue[0].kicks, 5);
+	assert_int_equal(c.trapped_kicks, 1);
+	assert_int_equal(c.queue[0].interrupts, 4);
+	assert_int_equal(c.queue[0].vector, 1);
+	assert_int_equal(c.queue[1].vector, VIRTIO_MSI_NO_VECTOR);
+	assert_int_equal(c.nvec, 3);
+	assert_int_equal(c.vector_interrupts[1], 4);
+	assert_int_equal(irqs(f, 1), 4);  /* what KVM was asked to inject */
+	assert_int_equal(c.vector_interrupts[0], 0);
+	assert_int_equal(c.config_interrupts, 0);
+	assert_false(c.needs_reset);
+
+	/* The same through the API's JSON, with Cloud Hypervisor's names. */
+	d = json_object_new_object();
+	assert_int_equal(api_counters_device(&f->vp, d), 0);
+	assert_int_equal(ju64(d, "requests"), 4);
+	assert_int_equal(ju64(d, "errors"), 1);
+	assert_int_equal(ju64(d, "read_ops"), 2);
+	assert_int_equal(ju64(d, "read_bytes"), 1024);
+	assert_int_equal(ju64(d, "write_ops"), 1);
+	assert_int_equal(ju64(d, "write_bytes"), 512);
+	assert_int_equal(ju64(d, "trapped_kicks"), 1);
+	assert_int_equal(ju64(d, "dropped_interrupts"), 0);
+	assert_false(json_object_get_boolean(jget(d, "needs_reset")));
+	assert_int_equal(json_object_array_length(jget(d, "queues")), 2);
+	q0 = json_object_array_get_idx(jget(d, "queues"), 0);
+	assert_int_equal(ju64(q0, "kicks"), 5);
+	assert_int_equal(ju64(q0, "interrupts"), 4);
+	assert_int_equal(ju64(q0, "vector"), 1);
+	assert_null(jget(json_object_array_get_idx(jget(d, "queues"), 1), "vector"));
+	vec = jget(d, "interrupts");
+	assert_int_equal(json_object_array_length(vec), 3);
+	assert_int_equal(json_object_get_uint64(json_object_array_get_idx(vec, 1)), 4);
+	json_object_put(d);
+
+	/* A malformed chain (a buffer outside RAM): one error, NEEDS_RESET, one config interrupt. */
+	{
+		struct seg bad = { 0x7fff00000000ULL, 16, false };
+		uint64_t deadline = monotonic_ns() + 5000000000ULL;
+
+		offer_chain(f, 0, 5, &bad, 1);
+		kick(f, 0);
+		while (!(status(f) & VIRTIO_STATUS_NEEDS_RESET) && monotonic_ns() < deadline)
+			assert_true(run_loop(f) >= 0);
+	}
+	virtio_pci_get_counters(&f->vp, &c);
+	assert_true(c.needs_reset);
+	assert_int_equal(c.dev.errors, 2);   /* the virtqueue and the device both said so: once */
+	assert_int_equal(c.dev.requests, 4);
+	assert_int_equal(c.queue[0].kicks, 6);
+	assert_int_equal(c.config_interrupts, 1);
+	assert_int_equal(c.vector_interrupts[0], 1);
+	assert_int_equal(irqs(f, 0), 1);
+	fx_free(f);
+}
+
+/*
+ * Queues another process serves (vhost-user): kicks and used-buffer
+ * interrupts never pass through us, so they are null, not 0; so are
+ * requests of a device that does not count them. Errors stay ours.
+ */
+static void test_counters_external_queues_are_null(void **state)
+{
+	struct fx *f = *state;
+	struct json_object *d, *q;
+
+	f->vdev.external_queues = true;
+	bring_up(f);
+	d = json_object_new_object();
+	assert_int_equal(api_counters_device(&f->vp, d), 0);
+	assert_null(jget(d, "requests"));
+	assert_int_equal(ju64(d, "errors"), 0);
+	assert_null(jget(d, "interrupts"));
+	q = json_object_array_get_idx(jget(d, "queues"), 0);
+	assert_null(jget(q, "kicks"));
+	assert_null(jget(q, "interrupts"));
+	assert_int_equal(ju64(q, "vector"), 1);
+	assert_int_equal(ju64(d, "config_interrupts"), 0);
+	json_object_put(d);
+	f->vdev.external_queues = false;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1858,6 +2020,8 @@ int main(void)
 		cmocka_unit_test(test_rng_does_not_hog_the_loop),
 		cmocka_unit_test(test_blk_with_loop_thread),
 		cmocka_unit_test(test_net_and_rng_with_loop_thread),
+		cmocka_unit_test(test_counters_blk),
+		cmocka_unit_test_setup_teardown(test_counters_external_queues_are_null, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
