@@ -17,9 +17,10 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <event2/util.h>
+
+#include "vmm/api/http_proto.h"
 
 struct api_server {
 	const struct api_ops *ops;
@@ -29,31 +30,25 @@ struct api_server {
 	int stop_efd;
 	pthread_t thread;
 	struct event_base *base;
-	struct evhttp *http;
-	struct event *stop_ev, *grace_ev;
+	struct evconnlistener *listener;
+	struct event *stop_ev, *grace_ev, *accept_retry;
 	unsigned nconns;         /* connections open now (server thread only) */
-	struct api_conn *pending; /* accepted, conn_setup not run yet */
+	struct api_conn *conns;  /* all of them, for the stop */
 	bool stopping;
 	bool shutdown_pending;   /* a shutdown reply is on its way out */
 };
 
-/* One accepted connection, tracked so their number stays bounded. */
+/* One accepted connection: a bufferevent on the socket, http_proto on top. */
 struct api_conn {
 	struct api_server *s;
 	struct bufferevent *bev;
-	struct event *deadline;
-	struct api_conn *next_pending;
+	struct event *deadline;  /* API_CONN_LIFETIME_S */
+	struct api_conn *prev, *next;
+	bool closing;            /* free once the output has left */
+	bool lingering;          /* answered and shut for writing: input read and dropped until EOF */
+	bool shutdown_reply;     /* the response in the output buffer shut the VM down */
+	struct api_proto proto;
 };
-
-static void pending_remove(struct api_server *s, struct api_conn *c)
-{
-	for (struct api_conn **p = &s->pending; *p; p = &(*p)->next_pending) {
-		if (*p == c) {
-			*p = c->next_pending;
-			return;
-		}
-	}
-}
 
 /* ---- the listening socket ------------------------------------------------------ */
 
@@ -169,146 +164,209 @@ int api_listen(const char *spec, int *fd_out, char **path_out, char *err, size_t
 
 /* ---- connections ------------------------------------------------------------------ */
 
-static void conn_closed(struct evhttp_connection *evcon, void *arg)
+#define API_LINGER_S 2   /* after an error answer: how long the rest of a request may still arrive */
+
+static void conn_free(struct api_conn *c)
+{
+	struct api_server *s = c->s;
+
+	if (c->shutdown_reply) {
+		s->shutdown_pending = false;
+		if (s->stopping)
+			event_base_loopbreak(s->base);
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->nconns--;
+	if (c->deadline)
+		event_free(c->deadline);
+	bufferevent_free(c->bev);   /* BEV_OPT_CLOSE_ON_FREE: closes the socket */
+	free(c);
+}
+
+/* http_proto's output: queued on the bufferevent, written as the client reads. */
+static void conn_write(void *ctx, const void *buf, size_t len)
+{
+	struct api_conn *c = ctx;
+
+	if (bufferevent_write(c->bev, buf, len) < 0)
+		c->proto.close = true;
+}
+
+/*
+ * The last answer has left. Shut the socket for writing and let the rest of
+ * the client's request arrive for a while: closing with it unread would reset
+ * the connection, and the client could lose the answer.
+ */
+static void conn_linger(struct api_conn *c)
+{
+	struct timeval linger = { API_LINGER_S, 0 };
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	c->lingering = true;
+	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	bufferevent_set_timeouts(c->bev, &linger, NULL);
+	bufferevent_enable(c->bev, EV_READ);
+}
+
+/* Give http_proto what came, as far as it takes it; the rest waits in the input buffer. */
+static void conn_feed(struct api_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	while (!c->proto.waiting && !c->proto.close && evbuffer_get_length(in)) {
+		struct evbuffer_iovec v;
+		size_t used;
+
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		used = api_proto_feed(&c->proto, v.iov_base, v.iov_len);
+		evbuffer_drain(in, used);
+		if (used < v.iov_len)
+			break;
+	}
+	if (c->proto.shutdown)
+		c->shutdown_reply = c->s->shutdown_pending = true;
+	/* A reply queued: the write callback says when it has left. Nothing queued and done: now. */
+	if (c->proto.close && !evbuffer_get_length(bufferevent_get_output(c->bev)))
+		conn_linger(c);
+}
+
+static void conn_read(struct bufferevent *bev, void *arg)
 {
 	struct api_conn *c = arg;
 
-	(void)evcon;
-	c->s->nconns--;
-	if (c->deadline)
-		event_free(c->deadline);
-	free(c);
+	if (c->lingering) {
+		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		return;
+	}
+	conn_feed(c);
+}
+
+/* The output has left: free, linger, or take the next request. */
+static void conn_written(struct bufferevent *bev, void *arg)
+{
+	struct api_conn *c = arg;
+
+	(void)bev;
+	if (c->shutdown_reply) {
+		c->shutdown_reply = false;
+		c->s->shutdown_pending = false;
+		if (c->s->stopping)
+			event_base_loopbreak(c->s->base);
+	}
+	if (c->closing) {
+		conn_free(c);
+	} else if (c->lingering) {
+		return;
+	} else if (c->proto.close) {
+		conn_linger(c);
+	} else if (c->proto.waiting) {
+		api_proto_resume(&c->proto);
+		conn_feed(c);
+	}
+}
+
+static void conn_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct api_conn *c = arg;
+
+	if (c->lingering || c->closing || (what & (BEV_EVENT_ERROR | BEV_EVENT_WRITING))) {
+		conn_free(c);   /* done lingering, a write failed or stalled, or the socket broke */
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT)
+		api_proto_timeout(&c->proto);   /* a 408 when a request was under way */
+	else if (what & BEV_EVENT_EOF)
+		api_proto_eof(&c->proto);       /* a 400 when it was cut short */
+	if (!evbuffer_get_length(bufferevent_get_output(bev))) {
+		conn_free(c);
+		return;
+	}
+	/* An answer is still going out (the client may have shut only its sending side). */
+	bufferevent_disable(bev, EV_READ);
+	c->closing = true;
 }
 
 /* API_CONN_LIFETIME_S is over: a client dribbling bytes does not keep its slot for ever. */
 static void conn_deadline(evutil_socket_t fd, short what, void *arg)
 {
-	struct api_conn *c = arg;
-	void *evcon = NULL;
-
 	(void)fd;
 	(void)what;
-	bufferevent_getcb(c->bev, NULL, NULL, NULL, &evcon);
-	if (evcon)
-		evhttp_connection_free(evcon); /* calls conn_closed */
+	conn_free(arg);
 }
 
-/*
- * Runs on the loop's next turn after evhttp wrapped a new connection around
- * our bufferevent; its callback argument is then the evhttp_connection. Our
- * reference kept the bufferevent alive in case the connection died first
- * (bufferevent_free() clears the callbacks, so that is seen too).
- */
-static void conn_setup(evutil_socket_t fd, short what, void *arg)
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		      void *arg)
 {
-	struct api_conn *c = arg;
-	struct api_server *s = c->s;
-	struct timeval life = { API_CONN_LIFETIME_S, 0 };
-	void *evcon = NULL;
+	struct api_server *s = arg;
+	struct timeval idle = { API_IDLE_TIMEOUT_S, 0 }, life = { API_CONN_LIFETIME_S, 0 };
+	struct api_conn *c;
 
-	(void)fd;
-	(void)what;
-	pending_remove(s, c);
-	bufferevent_getcb(c->bev, NULL, NULL, NULL, &evcon);
-	bufferevent_decref(c->bev);
-	if (!evcon) {
-		s->nconns--;
-		free(c);
-		return;
-	}
-	evhttp_connection_set_closecb(evcon, conn_closed, c);
-	if (s->nconns > API_MAX_CONNECTIONS || s->stopping) {
+	(void)l;
+	(void)sa;
+	(void)salen;
+	if (s->nconns >= API_MAX_CONNECTIONS || s->stopping) {
 		pr_guest_err("--api-socket: more than %d connections at once; closing the newest",
 			     API_MAX_CONNECTIONS);
-		evhttp_connection_free(evcon);
+		evutil_closesocket(fd);
 		return;
 	}
-	c->deadline = evtimer_new(s->base, conn_deadline, c);
-	if (c->deadline)
-		evtimer_add(c->deadline, &life);
-}
-
-static struct bufferevent *conn_new(struct event_base *base, void *arg)
-{
-	struct api_server *s = arg;
-	struct api_conn *c = calloc(1, sizeof(*c));
-	struct bufferevent *bev = c ? bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE) : NULL;
-
-	if (!bev || event_base_once(base, -1, EV_TIMEOUT, conn_setup, c, NULL) < 0) {
-		/* evhttp makes its own bufferevent, or drops the connection: not counted. */
-		if (bev)
-			bufferevent_free(bev);
-		free(c);
-		return NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		evutil_closesocket(fd);
+		return;
 	}
 	c->s = s;
-	c->bev = bev;
-	c->next_pending = s->pending;
-	s->pending = c;
-	bufferevent_incref(bev);
+	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->deadline = evtimer_new(s->base, conn_deadline, c);
+	if (!c->bev || !c->deadline || evtimer_add(c->deadline, &life) < 0) {
+		if (c->deadline)
+			event_free(c->deadline);
+		if (c->bev)
+			bufferevent_free(c->bev);
+		else
+			evutil_closesocket(fd);
+		free(c);
+		return;
+	}
+	api_proto_init(&c->proto, s->ops, s->opaque, conn_write, c);
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
 	s->nconns++;
-	return bev;
+	bufferevent_setcb(c->bev, conn_read, conn_written, conn_event, c);
+	/* While an answer waits for the client to read it, its next bytes wait in the socket. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, API_MAX_HEADERS + API_MAX_BODY);
+	/* Idle in either direction: a client that neither sends nor reads its answer. */
+	bufferevent_set_timeouts(c->bev, &idle, &idle);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
-/* ---- requests ------------------------------------------------------------------------ */
-
-static const char *method_name(enum evhttp_cmd_type t)
-{
-	switch (t) {
-	case EVHTTP_REQ_GET: return "GET";
-	case EVHTTP_REQ_PUT: return "PUT";
-	case EVHTTP_REQ_POST: return "POST";
-	case EVHTTP_REQ_HEAD: return "HEAD";
-	case EVHTTP_REQ_DELETE: return "DELETE";
-	case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-	case EVHTTP_REQ_TRACE: return "TRACE";
-	case EVHTTP_REQ_CONNECT: return "CONNECT";
-	case EVHTTP_REQ_PATCH: return "PATCH";
-	}
-	return "UNKNOWN";
-}
-
-static void shutdown_sent(struct evhttp_request *req, void *arg)
+static void accept_resume(evutil_socket_t fd, short what, void *arg)
 {
 	struct api_server *s = arg;
 
-	(void)req;
-	s->shutdown_pending = false;
-	if (s->stopping)
-		event_base_loopbreak(s->base);
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(s->listener);
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+/* accept() failed (out of fds, say): pause accepting for 100 ms instead of spinning. */
+static void on_accept_error(struct evconnlistener *l, void *arg)
 {
 	struct api_server *s = arg;
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	struct evkeyvalq *out_headers = evhttp_request_get_output_headers(req);
-	size_t len = evbuffer_get_length(in);
-	const void *body = len && len <= API_MAX_BODY ? evbuffer_pullup(in, -1) : NULL;
-	struct api_response r;
-	struct evbuffer *out;
+	struct timeval pause = { 0, 100 * 1000 };
 
-	api_handle(s->ops, s->opaque, method_name(evhttp_request_get_command(req)),
-		   evhttp_request_get_uri(req), body, len, &r);
-	out = r.body ? evbuffer_new() : NULL;
-	if (out && evbuffer_add(out, r.body, r.body_len) < 0) {
-		evbuffer_free(out);
-		out = NULL;
-	}
-	if (r.body)
-		evhttp_add_header(out_headers, "Content-Type", "application/json");
-	if (r.allow)
-		evhttp_add_header(out_headers, "Allow", r.allow);
-	if (r.status == 413)
-		evhttp_add_header(out_headers, "Connection", "close");
-	if (r.shutdown) {
-		s->shutdown_pending = true;
-		evhttp_request_set_on_complete_cb(req, shutdown_sent, s);
-	}
-	evhttp_send_reply(req, r.status, r.reason, out);
-	if (out)
-		evbuffer_free(out);
-	api_response_free(&r);
+	pr_err("api: accept: %s", strerror(EVUTIL_SOCKET_ERROR()));
+	evconnlistener_disable(l);
+	evtimer_add(s->accept_retry, &pause);
 }
 
 /* ---- the thread ------------------------------------------------------------------------ */
@@ -344,7 +402,7 @@ static void *server_thread(void *arg)
 	/*
 	 * libevent writes with write(): a client gone before its answer would
 	 * raise SIGPIPE and end vmm. Blocked on this thread alone, the write
-	 * fails with EPIPE and evhttp drops the connection.
+	 * fails with EPIPE and the connection is dropped.
 	 */
 	sigemptyset(&pipe);
 	sigaddset(&pipe, SIGPIPE);
@@ -356,20 +414,16 @@ static void *server_thread(void *arg)
 
 static void server_free(struct api_server *s)
 {
-	if (s->http)
-		evhttp_free(s->http); /* closes every connection (conn_closed runs for each) */
-	/* Accepted just before the stop: their conn_setup will never run. */
-	while (s->pending) {
-		struct api_conn *c = s->pending;
-
-		s->pending = c->next_pending;
-		bufferevent_decref(c->bev);
-		free(c);
-	}
+	while (s->conns)
+		conn_free(s->conns);
+	if (s->listener)
+		evconnlistener_free(s->listener);  /* LEV_OPT_CLOSE_ON_FREE: closes the socket */
 	if (s->stop_ev)
 		event_free(s->stop_ev);
 	if (s->grace_ev)
 		event_free(s->grace_ev);
+	if (s->accept_retry)
+		event_free(s->accept_retry);
 	if (s->base)
 		event_base_free(s->base);
 	if (s->stop_efd >= 0)
@@ -401,26 +455,21 @@ int api_server_start(struct api_server **out, int listen_fd, char *unlink_path,
 		goto err;
 	}
 	s->base = event_base_new();
-	s->http = s->base ? evhttp_new(s->base) : NULL;
-	if (!s->http)
+	s->accept_retry = s->base ? evtimer_new(s->base, accept_resume, s) : NULL;
+	if (!s->accept_retry)
 		goto err;
-	evhttp_set_max_headers_size(s->http, API_MAX_HEADERS);
-	evhttp_set_max_body_size(s->http, API_MAX_BODY_HARD);
-	evhttp_set_timeout(s->http, API_IDLE_TIMEOUT_S);
-	/* Every method evhttp knows reaches routes, which answers a wrong one with 405 and JSON. */
-	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-				   EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-				   EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-	evhttp_set_default_content_type(s->http, "application/json");
-	evhttp_set_gencb(s->http, on_request, s);
-	evhttp_set_bevcb(s->http, conn_new, s);
 	/* libevent accepts until EAGAIN: a blocking socket would stall the thread in accept(). */
-	if (evutil_make_socket_nonblocking(listen_fd) < 0 ||
-	    !evhttp_accept_socket_with_handle(s->http, listen_fd)) {
+	if (evutil_make_socket_nonblocking(listen_fd) < 0) {
+		ret = -errno;
+		goto err;
+	}
+	s->listener = evconnlistener_new(s->base, on_accept, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, listen_fd);
+	if (!s->listener) {
 		ret = -EIO;
 		goto err;
 	}
-	s->listen_fd = -1; /* evhttp closes it now */
+	s->listen_fd = -1; /* the listener closes it now */
+	evconnlistener_set_error_cb(s->listener, on_accept_error);
 	s->stop_ev = event_new(s->base, s->stop_efd, EV_READ | EV_PERSIST, on_stop, s);
 	s->grace_ev = evtimer_new(s->base, grace_over, s);
 	if (!s->stop_ev || !s->grace_ev || event_add(s->stop_ev, NULL) < 0)

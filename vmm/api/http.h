@@ -1,24 +1,29 @@
 /*
- * The API socket: HTTP/1.1 on a Unix socket through libevent's evhttp, on its
- * own thread with its own event_base; requests go to vmm/api/routes.
+ * The API socket: HTTP/1.1 on a Unix socket, on its own thread with its own
+ * libevent event_base. Each connection is a bufferevent carrying bytes to and
+ * from vmm/api/http_proto (http-parser), which hands requests to
+ * vmm/api/routes; every refusal, the parser's too, is JSON {"error": "..."}.
+ * (libevent 2.1's evhttp answered its own refusals with an HTML page and has
+ * no hook to change that.)
  *
  * Bounds, so that a slow or hostile client never blocks another one or the VM:
- * headers API_MAX_HEADERS bytes, bodies API_MAX_BODY_HARD (routes answers 413
- * from API_MAX_BODY on; past the hard bound evhttp closes the connection),
- * API_IDLE_TIMEOUT_S without progress, API_CONN_LIFETIME_S in all, and at most
- * API_MAX_CONNECTIONS at once (one more is closed on arrival). VM operations
- * run on this thread; none of them waits on a client.
+ * request line and headers API_MAX_HEADERS bytes (431), bodies API_MAX_BODY
+ * (413 as soon as that is known; the rest is not read), one request at a time
+ * per connection (the next bytes wait in the socket until the answer has been
+ * read), API_IDLE_TIMEOUT_S without progress either way (a request half read
+ * gets 408), API_CONN_LIFETIME_S in all, and at most API_MAX_CONNECTIONS at
+ * once (one more is closed on arrival). VM operations run on this thread; none
+ * of them waits on a client.
  */
 #ifndef VMM_API_HTTP_H
 #define VMM_API_HTTP_H
 
 #include <stddef.h>
 
+#include "vmm/api/http_proto.h"
 #include "vmm/api/routes.h"
 #include "vmm/util.h"
 
-#define API_MAX_HEADERS       8192
-#define API_MAX_BODY_HARD     (64 * 1024)
 #define API_IDLE_TIMEOUT_S    10
 #define API_CONN_LIFETIME_S   30
 #define API_MAX_CONNECTIONS   16
