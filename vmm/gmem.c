@@ -264,6 +264,42 @@ int gmem_save_file(const struct gmem *gm, int fd)
 	return 0;
 }
 
+int gmem_load_file(struct gmem *gm, int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size != gm->ram_size)
+		return -EINVAL;
+	for (unsigned i = 0; i < gm->nr_regions; i++) {
+		const struct gmem_region *r = &gm->regions[i];
+		off_t pos = (off_t)r->fd_offset, end = (off_t)(r->fd_offset + r->size);
+
+		/* Only the file's data: a hole is zeroes, which fresh guest RAM already is. */
+		while (pos < end) {
+			off_t data = lseek(fd, pos, SEEK_DATA), hole;
+			int ret;
+
+			if (data < 0 && errno == ENXIO)
+				break;                 /* nothing but holes from here */
+			if (data < 0)
+				data = pos;            /* no SEEK_DATA here: read it all */
+			if (data >= end)
+				break;
+			hole = lseek(fd, data, SEEK_HOLE);
+			if (hole < 0 || hole > end)
+				hole = end;
+			ret = pread_full(fd, r->hva + (data - (off_t)r->fd_offset), (size_t)(hole - data),
+					 data);
+			if (ret)
+				return ret;
+			pos = hole;
+		}
+	}
+	return 0;
+}
+
 long gmem_hugetlb_shortfall(uint64_t ram_size)
 {
 	unsigned long free_pages = 0, page_kb = 0;

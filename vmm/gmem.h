@@ -76,6 +76,14 @@ int gmem_create(struct gmem *gm, uint64_t ram_size, uint64_t hole_start,
 int gmem_create_from_file(struct gmem *gm, int fd, uint64_t ram_size, uint64_t hole_start,
 			  uint64_t hole_end) WUR;
 
+/*
+ * Read a memory file written by gmem_save_file() into gm's RAM (for a
+ * backing another process shares, which cannot be a private mapping of the
+ * file): data only, holes stay the zeroes fresh RAM has. The file must be
+ * exactly ram_size bytes (-EINVAL). 0 or -errno.
+ */
+int gmem_load_file(struct gmem *gm, int fd) WUR;
+
 void gmem_destroy(struct gmem *gm);
 
 /*

@@ -205,17 +205,12 @@ static int create_memory(struct vm *vm, const struct vm_config *cfg, int mem_fd)
 	long short_by;
 	int ret;
 
-	if (mem_fd >= 0) {
+	if (mem_fd >= 0 && !dev && !cfg->mem_hugepages) {
 		/*
 		 * A restore maps the snapshot's memory file copy-on-write: the
-		 * guest runs before it is read. Another process cannot share
-		 * such a mapping; no device that needs that can be saved today.
+		 * guest runs before it is read. RAM another process shares (or
+		 * hugetlbfs) is made as at boot and the file read into it below.
 		 */
-		if (dev) {
-			pr_err("--restore: --%s shares guest memory with another process, which a "
-			       "restored VM's copy-on-write memory cannot do", dev->kind->option);
-			return -EINVAL;
-		}
 		ret = gmem_create_from_file(&vm->mem, mem_fd, cfg->mem_size, X86_MEM_HOLE_START,
 					    X86_MEM_HOLE_END);
 		if (ret) {
@@ -257,6 +252,18 @@ static int create_memory(struct vm *vm, const struct vm_config *cfg, int mem_fd)
 		return ret;
 	}
 	note_backing(vm, why);
+	if (mem_fd >= 0) {
+		uint64_t t0 = monotonic_ns();
+
+		ret = gmem_load_file(&vm->mem, mem_fd);
+		if (ret) {
+			pr_err("--restore: reading the snapshot's memory into %s guest RAM failed: %s",
+			       gmem_backing_name(backing), strerror(-ret));
+			return ret;
+		}
+		pr_info("guest RAM: the snapshot's memory read in %llu ms (%s RAM cannot map it privately)",
+			(unsigned long long)((monotonic_ns() - t0) / 1000000), gmem_backing_name(backing));
+	}
 	return 0;
 }
 

@@ -33,6 +33,7 @@
 #include "virtio/vhost_user/frontend.h"
 #include "virtio/vhost_user/vhost_user.h"
 #include "vmm/gmem.h"
+#include "vmm/snapshot/format.h"
 #include "vmm/vm.h"
 
 #define VHU_DEFAULT_QUEUE_SIZE 256
@@ -77,6 +78,7 @@ struct vhu_dev {
 	bool dead;                  /* gone for good (no reconnect=): NEEDS_RESET */
 	bool active;                /* DRIVER_OK until reset */
 	bool sleeping;              /* pause() stopped the rings */
+	bool restored;              /* made from a snapshot: the first wake nudges both sides */
 	uint64_t lost_ns, next_attempt_ns;
 	unsigned nr_reconnects, nr_attempts;
 	uint8_t config[VHU_MAX_CONFIG];  /* the guest's view; cfg_lock guards it */
@@ -186,6 +188,27 @@ static int ring_cfg(struct vhu_dev *d, unsigned q, struct vhu_ring_cfg *c)
 	return c->kick_fd < 0 ? -EBADF : 0;
 }
 
+/*
+ * A ring a new back-end takes over (after a reconnect or a restore) carries
+ * the old one's notification suppression in guest memory: VRING_USED_F_NO_NOTIFY
+ * in the used ring's flags, or an avail_event the driver has passed, left
+ * as the old back-end stopped. The new one has not seen a request yet and
+ * would wait for a kick the driver never sends. As the device, ask for
+ * notifications again: flags 0, avail_event at the current avail index.
+ */
+static void rearm_notifications(struct vhu_dev *d, unsigned q)
+{
+	const struct virtq *vq = &d->vdev->vqs[q];
+	const struct gmem *gm = &d->vdev->vm->mem;
+	uint16_t flags = 0, avail = 0;
+
+	if (gmem_write(gm, vq->used_gpa, &flags, sizeof(flags)))
+		return;   /* virtq_enable() checked the ring: cannot happen */
+	if ((d->vdev->driver_features & (1ULL << VIRTIO_RING_F_EVENT_IDX)) &&
+	    !gmem_read(gm, vq->avail_gpa + 2, &avail, sizeof(avail)))
+		(void)!gmem_write(gm, vq->used_gpa + 4 + 8ULL * vq->size, &avail, sizeof(avail));
+}
+
 static int start_ring(struct vhu_dev *d, unsigned q, bool restart)
 {
 	struct vhu_ring_cfg c;
@@ -193,16 +216,27 @@ static int start_ring(struct vhu_dev *d, unsigned q, bool restart)
 
 	if (ret)
 		return ret;
+	if (restart)
+		rearm_notifications(d, q);
 	ret = vhu_fe_ring_start(&d->fe, q, &c);
 	if (ret)
 		return ret;
 	d->ring[q].have_base = false;
-	/* After a reconnect, look at the ring at once: kicks may have come meanwhile. */
+	/*
+	 * After a reconnect, look at the ring at once: kicks may have come
+	 * meanwhile. After a restore, the driver may also wait for an interrupt
+	 * for requests the old back-end completed as the VM was paused: one
+	 * spurious interrupt makes it look at the used ring (drivers expect
+	 * those; QEMU sends one on a vhost start too).
+	 */
 	if (restart) {
 		uint64_t one = 1;
 
 		if (write(c.kick_fd, &one, sizeof(one)) < 0) {
 			/* the counter is full: the back-end has a kick pending anyway */
+		}
+		if (d->restored && write(c.call_fd, &one, sizeof(one)) < 0) {
+			/* full: an interrupt is pending anyway */
 		}
 	}
 	return 0;
@@ -557,12 +591,13 @@ static int vhu_resume(struct virtio_dev *vdev)
 		for (unsigned q = 0; d->connected && d->active && q < vdev->num_queues; q++) {
 			if (!d->ring[q].live)
 				continue;
-			ret = start_ring(d, q, false);
+			ret = start_ring(d, q, d->restored);
 			if (ret) {
 				ret = op_failed(d, ret);
 				break;
 			}
 		}
+		d->restored = false;
 	}
 	notifier_signal(&d->wake);
 	pthread_mutex_unlock(&d->lock);
@@ -645,6 +680,82 @@ static void vhu_destroy(struct virtio_dev *vdev)
 	vdev->priv = NULL;
 }
 
+/* ---- snapshots ---------------------------------------------------------------------- */
+
+/*
+ * blk and net back-ends keep no state of their own that a guest could miss:
+ * a snapshot holds the device type and the config space the guest saw; the
+ * rings are the transport's (saved after pause stopped and drained them).
+ * On restore the device connects to its back-end as at boot, the transport
+ * activates it and every ring restarts from the used index in guest memory.
+ */
+struct vhu_snap {
+	uint8_t type;
+	uint32_t config_size;
+	uint8_t config[VHU_MAX_CONFIG];
+};
+
+#define S struct vhu_snap
+static const struct snap_field vhu_snap_fields[] = {
+	SNAP_UINT_R(S, type, VHU_BLK, VHU_NET),
+	SNAP_UINT_R(S, config_size, 0, VHU_MAX_CONFIG),
+	SNAP_ARR(S, config),
+};
+#undef S
+
+static const struct snap_desc vhu_snap_desc = SNAP_DESC(struct vhu_snap, "vhost-user", 1, vhu_snap_fields, NULL);
+
+static int vhu_snap_save(struct virtio_dev *vdev, struct snap_writer *w)
+{
+	struct vhu_dev *d = vdev->priv;
+	struct vhu_snap *st = calloc(1, sizeof(*st));
+	int ret;
+
+	if (!st)
+		return -ENOMEM;
+	st->type = (uint8_t)d->type;
+	st->config_size = vdev->config_size;
+	virtio_dev_config_begin(vdev);
+	memcpy(st->config, d->config, vdev->config_size);
+	virtio_dev_config_end(vdev);
+	ret = snap_write(w, &vhu_snap_desc, st);
+	free(st);
+	return ret;
+}
+
+/* What identifies the back-end's device to the guest: a disk's capacity, a NIC's MAC. */
+static int vhu_snap_load(struct virtio_dev *vdev, struct snap_reader *r, int node)
+{
+	struct vhu_dev *d = vdev->priv;
+	struct vhu_snap *st = calloc(1, sizeof(*st));
+	uint64_t was = 0, now = 0;
+	int ret;
+
+	if (!st)
+		return -ENOMEM;
+	ret = snap_read(r, node, &vhu_snap_desc, st);
+	if (!ret && st->type != d->type)
+		ret = snap_fail(r, node, "type: the snapshot has vhost-user %s, this VM %s",
+				type_names[st->type], type_names[d->type]);
+	if (!ret && st->config_size != vdev->config_size)
+		ret = snap_fail(r, node, "config_size: %u bytes in the snapshot, %u from the back-end",
+				st->config_size, vdev->config_size);
+	if (!ret && d->type == VHU_BLK && vdev->config_size >= 8) {
+		memcpy(&was, st->config, 8);
+		memcpy(&now, d->config, 8);
+		if (was != now)
+			ret = snap_fail(r, node, "the back-end's disk has %llu sectors, the snapshot's had %llu "
+					"(a disk whose size changed)", (unsigned long long)le64_to_cpu(now),
+					(unsigned long long)le64_to_cpu(was));
+	}
+	if (!ret && d->type == VHU_NET && vdev->config_size >= 6 && memcmp(st->config, d->config, 6))
+		ret = snap_fail(r, node, "the back-end's MAC differs from the snapshot's");
+	if (!ret)
+		d->restored = true;
+	free(st);
+	return ret;
+}
+
 static const struct virtio_dev_ops vhu_ops_template = {
 	.name = "vhost-user",
 	.reset = vhu_reset,
@@ -656,7 +767,12 @@ static const struct virtio_dev_ops vhu_ops_template = {
 	.cfg_write = vhu_cfg_write,
 	.pause = vhu_pause,
 	.resume = vhu_resume,
-	/* save/load: NULL; the back-ends we meet offer no DEVICE_STATE (see docs/vhost-user.md). */
+	/*
+	 * snap_save/snap_load: set for blk and net only (vhu_create). fs and
+	 * generic back-ends may keep state the VMM cannot see, and the ones we
+	 * meet offer no DEVICE_STATE to save it (docs/vhost-user.md): a
+	 * snapshot with one is refused, naming it.
+	 */
 	.destroy = vhu_destroy,
 };
 
@@ -881,6 +997,10 @@ static int vhu_create(struct vm *vm, const char *args, struct virtio_dev *vdev, 
 
 	d->ops = vhu_ops_template;
 	d->ops.device_id = o.type == VHU_GENERIC ? (uint16_t)o.device_id : ids[o.type];
+	if (o.type == VHU_BLK || o.type == VHU_NET) {
+		d->ops.snap_save = vhu_snap_save;
+		d->ops.snap_load = vhu_snap_load;
+	}
 	vdev->ops = &d->ops;
 	vdev->priv = d;
 	vdev->vm = vm;

@@ -305,3 +305,57 @@ case_vhost_user_blk_sleep_wake() {
 		{ boot_fail "no pass spanned the 3 s pause (longest $(log_value "$log" longest_pass_ms) ms)" "$log"; return; }
 	boot_pass "$(log_value "$log" passes) passes, 0 bad, longest $(log_value "$log" longest_pass_ms) ms across a 3 s pause"
 }
+
+# Snapshot with a vhost-user-blk disk: the guest writes and reads back 4 MiB
+# patterns in a loop; it is paused (the rings stopped, drained), snapshotted
+# and its vmm killed; a new vmm restores it against the same, still running
+# back-end, which it connects to again, and resumes it at once. The loop runs
+# on to its end: no pass reads wrong bytes and the image holds the last
+# pattern written. Guest RAM is shared with the back-end, so the restore
+# reads the memory file into a fresh memfd instead of mapping it.
+case_vhost_user_blk_snapshot() {
+	local img=$VHU_WORK/snap.img sock=$VHU_WORK/blk.sock log=$WORK/vhu-blk-snap.log
+	local rlog=$WORK/vhu-blk-snap-restored.log api=$VHU_WORK/api.sock dir=$VHU_WORK/snap pid out last i
+	vhu_have_qsd || return
+	vhu_setup
+	head -c $((16 << 20)) /dev/urandom >"$img"
+	vhu_qsd "$img" "$sock" || { boot_fail "qemu-storage-daemon did not start"; return; }
+	rm -f "$log" "$rlog"
+	"$VMM" --kernel "$KERNEL" --initramfs "$INITRD" --serial "file=$log" --timeout 600 \
+		--cmdline "$CMDLINE_BASE vmm.test=vhost-blk-loop vmm.loop_secs=30 vmm.loop_write=1" \
+		--cpus 2 --memory 256M --api-socket "$api" --vhost-user "type=blk,socket=$sock,queues=2" \
+		</dev/null >"$log.stderr" 2>&1 &
+	pid=$!
+	for i in $(seq "$BOOT_TIMEOUT"); do
+		grep -q '^loop_started' "$log" 2>/dev/null && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 1
+	done
+	if ! grep -q '^loop_started' "$log" 2>/dev/null; then
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		vhu_stop "$QSD_PID"
+		nested_flaw "$log.stderr" "$log"
+		boot_fail "the guest's loop never started" "$log"
+		return
+	fi
+	sleep 6
+	out=$("$VMM" ctl --api-socket "$api" pause 2>&1) &&
+		out=$("$VMM" ctl --api-socket "$api" snapshot "$dir" 2>&1)
+	i=$?
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	[ "$i" -eq 0 ] || { vhu_stop "$QSD_PID"; boot_fail "pause and snapshot: $out" "$log"; return; }
+	timeout 300 "$VMM" --serial "file=$rlog" --timeout 240 --restore "source_url=file://$dir" --resume \
+		</dev/null >"$rlog.stderr" 2>&1
+	RC=$?
+	vhu_stop "$QSD_PID"
+	guest_ran "$rlog" vhost-blk-loop || return
+	expect_value bad_passes 0 "$rlog" || return
+	last=$(log_value "$rlog" last_written)
+	case $last in A|B) ;; *) boot_fail "the guest wrote no pattern (last_written=$last)" "$rlog"; return ;; esac
+	[ "$(dd if="$img" bs=1M skip=8 count=4 status=none | sha256sum | cut -d' ' -f1)" = \
+	  "$(awk -v p="$last" 'BEGIN { for (i = 0; i < 262144; i++) printf "%s%014d\n", p, i }' | sha256sum | cut -d' ' -f1)" ] ||
+		{ boot_fail "image bytes [8 MiB, 12 MiB) are not pattern $last, the guest's last write" "$rlog"; return; }
+	boot_pass "$(log_value "$rlog" passes) read+write passes across a snapshot and restore through qemu-storage-daemon, 0 bad, the last pattern ($last) in the image; $(grep -o 'memory read in [0-9]* ms' "$rlog.stderr" || echo 'memory read')"
+}
