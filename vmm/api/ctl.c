@@ -214,7 +214,34 @@ static void print_info(struct json_object *j)
 	}
 }
 
-/* The reply is the server's: anything not shaped as expected is printed as it came. */
+/* A counter: null is one this process cannot see (vhost-user's kicks and calls). */
+static const char *counter(struct json_object *v)
+{
+	return v ? str(v) : "n/a";
+}
+
+/* "queues": one line per queue, its counters by name. */
+static void print_queues(struct json_object *queues)
+{
+	for (size_t i = 0; i < json_object_array_length(queues); i++) {
+		struct json_object *q = json_object_array_get_idx(queues, i);
+
+		printf("  queue %zu:", i);
+		if (json_object_is_type(q, json_type_object)) {
+			json_object_object_foreach(q, name, v)
+				printf(" %s=%s", name, counter(v));
+		} else {
+			printf(" %s", counter(q));
+		}
+		printf("\n");
+	}
+}
+
+/*
+ * One line of named counters per device, then its queues and its interrupts
+ * per MSI-X vector. The reply is the server's: anything not shaped as
+ * expected is printed as it came.
+ */
 static void print_counters(struct json_object *j)
 {
 	if (!json_object_is_type(j, json_type_object)) {
@@ -224,14 +251,36 @@ static void print_counters(struct json_object *j)
 	if (json_object_object_length(j) == 0)
 		printf("no virtio devices\n");
 	json_object_object_foreach(j, dev, counters) {
+		struct json_object *queues = NULL, *vectors = NULL;
+		bool has_vectors = false;
+
 		printf("%s:", dev);
 		if (json_object_is_type(counters, json_type_object)) {
-			json_object_object_foreach(counters, name, v)
-				printf(" %s=%s", name, str(v));
+			json_object_object_foreach(counters, name, v) {
+				if (!strcmp(name, "queues") && json_object_is_type(v, json_type_array)) {
+					queues = v;
+				} else if (!strcmp(name, "interrupts") &&
+					   (!v || json_object_is_type(v, json_type_array))) {
+					vectors = v;
+					has_vectors = true;
+				} else {
+					printf(" %s=%s", name, counter(v));
+				}
+			}
 		} else {
 			printf(" %s", str(counters));
 		}
 		printf("\n");
+		if (queues)
+			print_queues(queues);
+		if (has_vectors && !vectors) {
+			printf("  interrupts per vector: n/a (the vhost-user back-end signals them)\n");
+		} else if (has_vectors) {
+			printf("  interrupts per vector:");
+			for (size_t i = 0; i < json_object_array_length(vectors); i++)
+				printf(" %zu=%s", i, counter(json_object_array_get_idx(vectors, i)));
+			printf("\n");
+		}
 	}
 }
 

@@ -9,6 +9,7 @@
 #include "devices/platform.h"
 #include "devices/virtio_net.h"
 #include "virtio/virtio_pci.h"
+#include "vmm/api/counters.h"
 #include "vmm/snapshot/snapshot.h"
 #include "vmm/vm.h"
 
@@ -127,44 +128,9 @@ static int op_info(void *opaque, struct json_object *out)
 	return 0;
 }
 
-static void add_u64(struct json_object *o, const char *key, uint64_t v)
-{
-	json_object_object_add(o, key, json_object_new_uint64(v));
-}
-
 static int op_counters(void *opaque, struct json_object *out)
 {
-	struct vm *vm = opaque;
-
-	for (unsigned i = 0; i < PCI_NR_SLOTS; i++) {
-		struct virtio_pci *vp = vm_virtio_device(vm, i);
-		struct json_object *d;
-
-		if (!vp)
-			continue;
-		d = json_object_new_object();
-		if (!d)
-			return -ENOMEM;
-		add_u64(d, "pci_slot", i);
-		add_u64(d, "trapped_kicks", __atomic_load_n(&vp->nr_trapped_kicks, __ATOMIC_RELAXED));
-		add_u64(d, "dropped_interrupts", __atomic_load_n(&vp->nr_dropped, __ATOMIC_RELAXED));
-		json_object_object_add(d, "needs_reset",
-				       json_object_new_boolean(__atomic_load_n(&vp->needs_reset,
-									       __ATOMIC_RELAXED)));
-		if (vp->vdev->ops->device_id == VIRTIO_ID_NET) {
-			struct virtio_net_stats st;
-
-			virtio_net_get_stats(vp->vdev, &st);
-			add_u64(d, "rx_packets", st.rx_packets);
-			add_u64(d, "rx_bytes", st.rx_bytes);
-			add_u64(d, "rx_dropped", st.rx_dropped);
-			add_u64(d, "tx_packets", st.tx_packets);
-			add_u64(d, "tx_bytes", st.tx_bytes);
-			add_u64(d, "tx_dropped", st.tx_dropped);
-		}
-		json_object_object_add(out, vp->vdev->id, d);
-	}
-	return 0;
+	return api_counters_vm(opaque, out);
 }
 
 const struct api_ops vm_api_ops = {
