@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,9 +52,19 @@ static int f_counters(void *o, struct json_object *out)
 	return 0;
 }
 
+/* The directory reaches the op only after the route checked it: absolute, no NUL. */
+static int f_snapshot(void *o, const char *dir, char *msg, size_t msglen)
+{
+	(void)o;
+	if (dir[0] != '/')
+		__builtin_trap();
+	snprintf(msg, msglen, "%s: written", dir);
+	return op(VM_OP_SNAPSHOT) ? -EAGAIN : 0;
+}
+
 static const struct api_ops ops = {
 	.pause = f_pause, .resume = f_resume, .power_button = f_button,
-	.shutdown = f_shutdown, .info = f_info, .counters = f_counters,
+	.shutdown = f_shutdown, .info = f_info, .counters = f_counters, .snapshot = f_snapshot,
 };
 
 /* Copy [p, p + n) as a NUL-terminated string (NULs inside cut it short, as a C caller would). */
@@ -86,6 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	body_len = (size_t)(end - body);
 	/* Start from a state the input picks, so every transition gets exercised. */
 	rs.state = (enum vm_run_state)(size % 5);
+	rs.snapshotting = size % 7 == 0;
 
 	api_handle(&ops, NULL, method, target, body, body_len, &r);
 

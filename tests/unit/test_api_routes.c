@@ -18,8 +18,9 @@
 
 struct fake_vm {
 	struct vm_runstate rs;
-	int pauses, resumes, buttons, shutdowns;
+	int pauses, resumes, buttons, shutdowns, snapshots;
 	int fail_with;  /* non-zero: the next op fails with it */
+	char snapshot_dir[256];  /* the directory the last snapshot op got */
 };
 
 static int fake_op(struct fake_vm *f, enum vm_op op, int *count)
@@ -62,7 +63,31 @@ static int fake_counters(void *o, struct json_object *out)
 	return 0;
 }
 
+/* As vm_snapshot_save answers: the state machine's refusals, with a line saying why. */
+static int fake_snapshot(void *o, const char *dir, char *msg, size_t msglen)
+{
+	struct fake_vm *f = o;
+	int ret;
+
+	snprintf(f->snapshot_dir, sizeof(f->snapshot_dir), "%s", dir);
+	if (f->fail_with) {
+		ret = f->fail_with;
+		f->fail_with = 0;
+		snprintf(msg, msglen, "%s: it failed", dir);
+		return ret;
+	}
+	ret = vm_runstate_begin(&f->rs, VM_OP_SNAPSHOT);
+	if (ret == -EAGAIN)
+		snprintf(msg, msglen, "the VM is Running: pause it before a snapshot (vm.pause)");
+	if (ret)
+		return ret;
+	vm_runstate_end(&f->rs, VM_OP_SNAPSHOT, true);
+	f->snapshots++;
+	return 0;
+}
+
 static const struct api_ops fake_ops = {
+	.snapshot = fake_snapshot,
 	.pause = fake_pause,
 	.resume = fake_resume,
 	.power_button = fake_button,
@@ -284,6 +309,53 @@ static void test_bodies(void **state)
 	assert_int_equal(f.pauses, 0);
 }
 
+static void test_snapshot(void **state)
+{
+	struct fake_vm f = { { VM_STATE_RUNNING } };
+	struct api_response r;
+	const char *good = "{\"destination_url\": \"file:///var/snap/one\"}";
+
+	(void)state;
+	/* Running: 409 naming the fix; nothing taken. */
+	expect_error(&f, "PUT", "/api/v1/vm.snapshot", good, 409, "pause it");
+	assert_int_equal(f.snapshots, 0);
+	expect_ok(&f, "PUT", "/api/v1/vm.pause", NULL, 204);
+	expect_ok(&f, "PUT", "/api/v1/vm.snapshot", good, 204);
+	assert_int_equal(f.snapshots, 1);
+	assert_string_equal(f.snapshot_dir, "/var/snap/one");
+	assert_int_equal(f.rs.state, VM_STATE_PAUSED);
+	/* A snapshot being written holds off resume (another thread's request meanwhile). */
+	f.rs.snapshotting = true;
+	expect_error(&f, "PUT", "/api/v1/vm.resume", NULL, 409, "under way");
+	expect_error(&f, "PUT", "/api/v1/vm.snapshot", good, 409, "under way");
+	f.rs.snapshotting = false;
+	/* The op's own failures: a device that cannot be saved 409, a write failure 500, with its line. */
+	f.fail_with = -ENOTSUP;
+	expect_error(&f, "PUT", "/api/v1/vm.snapshot", good, 409, "it failed");
+	f.fail_with = -EIO;
+	expect_error(&f, "PUT", "/api/v1/vm.snapshot", good, 500, "/var/snap/one: it failed");
+	/* Bad bodies never reach the op. */
+	f.snapshots = 0;
+	expect_error(&f, "PUT", "/api/v1/vm.snapshot", NULL, 400, "needs a JSON body");
+	expect_error(&f, "PUT", "/api/v1/vm.snapshot", "{}", 400, "lacks \"destination_url\"");
+	expect_error(&f, "PUT", "/api/v1/vm.snapshot", "{\"destination_url\": 7}", 400, "must be a string");
+	expect_error(&f, "PUT", "/api/v1/vm.snapshot", "{\"destination_url\": \"http://x/y\"}", 400,
+		     "give file:///DIR");
+	expect_error(&f, "PUT", "/api/v1/vm.snapshot", "{\"destination_url\": \"file://relative\"}", 400,
+		     "absolute");
+	expect_error(&f, "PUT", "/api/v1/vm.snapshot", "{\"destination_url\": \"file:///a\\u0000b\"}", 400,
+		     "NUL");
+	expect_error(&f, "PUT", "/api/v1/vm.snapshot",
+		     "{\"destination_url\": \"file:///a\", \"incremental\": true}", 400,
+		     "unknown field \"incremental\"");
+	expect_error(&f, "PUT", "/api/v1/vm.snapshot", "[1]", 400, "JSON object");
+	expect_error(&f, "GET", "/api/v1/vm.snapshot", NULL, 405, "takes PUT");
+	assert_int_equal(f.snapshots, 0);
+	/* Other PUTs still take no fields. */
+	expect_error(&f, "PUT", "/api/v1/vm.resume", good, 400, "takes no parameters");
+	(void)r;
+}
+
 static void test_error_helper(void **state)
 {
 	struct api_response r = { 0 };
@@ -310,6 +382,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_endpoints),
 		cmocka_unit_test(test_wrong_methods),
 		cmocka_unit_test(test_bodies),
+		cmocka_unit_test(test_snapshot),
 		cmocka_unit_test(test_error_helper),
 	};
 
