@@ -1374,7 +1374,12 @@ void vsock_mux_reset(struct vsock_dev *dev)
 	mux_forget_all(dev);
 	dev->active = false;
 	dev->broken = false;
-	dev->event_pending = false;
+	/*
+	 * event_pending stays: a restore loads the device, then the transport
+	 * resets it before it applies the queues; the TRANSPORT_RESET owed to the
+	 * guest goes out once the driver runs again (at worst one spurious event
+	 * after a guest's own reset, which costs it nothing: it has no connection).
+	 */
 	if (!dev->paused && mux_watch_wake(dev) < 0)
 		pr_err("%s: cannot watch the wake notifier", dev->vdev->id);
 }

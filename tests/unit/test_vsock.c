@@ -1232,6 +1232,63 @@ static void test_transport_reset_on_restore(void **state)
 	fx_free(f);
 }
 
+/*
+ * The restore as virtio_pci_load() runs it, in a new process: a fresh device
+ * loads its node, then the transport resets it (its own state goes back to
+ * creation's), restores the queues, activates, pauses; the VM resumes. The
+ * TRANSPORT_RESET owed since the load must outlive that reset.
+ */
+static void test_transport_reset_survives_transport_load(void **state)
+{
+	struct fx *f = fx_new("cid=3", F_BASE), *g;
+	struct vsock_listener *l;
+	struct stream_end *e;
+	uint8_t evbuf[4];
+	size_t blen;
+	void *blob;
+	char err[SNAP_ERR_LEN];
+	uint32_t id, len;
+	struct seg s = { EV_BUF, 8, true };
+
+	(void)state;
+	assert_int_equal(vsock_listen(f->dev, 80, VSOCK_STREAM, &l), 0);
+	e = guest_connects(f, l, GP, 80, VIRTIO_VSOCK_TYPE_STREAM);
+	assert_int_equal(f->vdev.ops->pause(&f->vdev), 0);
+	blob = snap_save_dev(f, &blen);
+	stream_close(e);
+	vsock_listener_close(l);
+	fx_free(f);
+
+	g = fx_new("cid=3", 0);
+	assert_int_equal(snap_load_dev(g, blob, blen, err, sizeof(err)), 0);
+	free(blob);
+	device_reset(g);
+	enable_queues(g, F_BASE);
+	/* The guest posted its event buffer before the snapshot: it is in the restored ring. */
+	add_chain(g, VSOCK_EVQ, &s, 1);
+	g->vdev.driver_features = F_BASE;
+	assert_int_equal(g->vdev.ops->activate(&g->vdev), 0);
+	assert_int_equal(g->vdev.ops->pause(&g->vdev), 0);
+	run_loop(g);
+	assert_int_equal(used_pending(g, VSOCK_EVQ), 0);
+	assert_int_equal(g->vdev.ops->resume(&g->vdev), 0);
+	run_loop(g);
+	assert_int_equal(used_pending(g, VSOCK_EVQ), 1);
+	used_next(g, VSOCK_EVQ, &id, &len);
+	assert_int_equal(len, 4);
+	rd(g, EV_BUF, evbuf, 4);
+	assert_int_equal(evbuf[0] | evbuf[1] << 8 | evbuf[2] << 16 | (uint32_t)evbuf[3] << 24,
+			 VIRTIO_VSOCK_EVENT_TRANSPORT_RESET);
+	/* Once only: a later device reset by the guest owes it nothing more. */
+	device_reset(g);
+	enable_queues(g, F_BASE);
+	add_chain(g, VSOCK_EVQ, &s, 1);
+	assert_int_equal(g->vdev.ops->activate(&g->vdev), 0);
+	kick(g, VSOCK_EVQ);
+	assert_int_equal(used_pending(g, VSOCK_EVQ), 0);
+	fx_free(g);
+}
+
 static void test_device_reset_drops_everything(void **state)
 {
 	struct fx *f = fx_new("cid=3", F_BASE);
@@ -1723,6 +1780,7 @@ int main(void)
 		cmocka_unit_test(test_half_close),
 		cmocka_unit_test(test_guest_rst_host_sees_reset),
 		cmocka_unit_test(test_transport_reset_on_restore),
+		cmocka_unit_test(test_transport_reset_survives_transport_load),
 		cmocka_unit_test(test_device_reset_drops_everything),
 		cmocka_unit_test(test_many_connections),
 		cmocka_unit_test(test_partial_reads_and_modes),
