@@ -16,6 +16,7 @@ if [ -x "$BUILD/vmm" ]; then
 	tests/nested/kvm-host.sh -- bench/pause.sh || status=1
 	tests/nested/kvm-host.sh -- bench/vhost-user.sh || status=1
 	tests/nested/kvm-host.sh -- bench/vsock.sh || status=1
+	tests/nested/kvm-host.sh -- bench/snapshot.sh || status=1
 fi
 
 exit $status
