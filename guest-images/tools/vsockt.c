@@ -20,6 +20,14 @@
  *   seqrecv COUNT           -s: COUNT messages, checking every size and byte
  *   pingpong COUNT          1 + COUNT x (connect, 64 bytes there and back, close): prints
  *                           the mean of the last COUNT in microseconds (connect included)
+ *   xchg BYTES              both ends at once: send BYTES of the pattern while receiving
+ *                           and checking the peer's BYTES, shut down writing, read to EOF;
+ *                           prints "xchg sent=N sent_sum=HEX recv=N recv_sum=HEX ok"
+ *   trade BYTES             the same exchange without the shutdown, then close
+ *                           ("trade ... ok")
+ *   hold BYTES              the same exchange without the shutdown ("hold ... ok"), then
+ *                           keep the connection open and say how it ended: "then=eof",
+ *                           or "then=error:ECONNRESET" (the errno's name)
  * -s: SOCK_SEQPACKET. -t: give up after SECS (default 300), exit 124.
  * -q: serve the N connections one after another, without a child each.
  * -r SECS: a connect that fails is tried again every 0.2 s for SECS (the
@@ -30,6 +38,7 @@
 #include <linux/vm_sockets.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -299,6 +308,118 @@ static int do_echocheck(int fd, uint64_t bytes)
 	return got == bytes ? 0 : 1;
 }
 
+static const char *errno_name(int e)
+{
+	static char buf[16];
+
+	switch (e) {
+	case ECONNRESET: return "ECONNRESET";
+	case ENOTCONN: return "ENOTCONN";
+	case EPIPE: return "EPIPE";
+	case ECONNABORTED: return "ECONNABORTED";
+	case ETIMEDOUT: return "ETIMEDOUT";
+	}
+	snprintf(buf, sizeof(buf), "E%d", e);
+	return buf;
+}
+
+/*
+ * Send BYTES of the pattern and receive the peer's BYTES at once, checking
+ * every byte. shut: then shut down writing and read on to EOF (more is an
+ * error). Prints "NAME sent=N sent_sum=HEX recv=N recv_sum=HEX ok|short|bad".
+ */
+static int do_exchange(int fd, uint64_t bytes, bool shut, const char *name)
+{
+	static uint8_t out[CHUNK], in[CHUNK], want[CHUNK];
+	uint64_t sent = 0, got = 0, osum = 0xcbf29ce484222325ull, isum = osum;
+	const char *verdict = "ok", *why = "";
+	bool eof = false;
+
+	if (shut && !bytes)
+		shutdown(fd, SHUT_WR);
+	while (!eof && (shut || sent < bytes || got < bytes)) {
+		struct pollfd p = { .fd = fd, .events = POLLIN | (sent < bytes ? POLLOUT : 0) };
+
+		if (poll(&p, 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			why = strerror(errno);
+			verdict = "bad";
+			break;
+		}
+		if ((p.revents & POLLOUT) && sent < bytes) {
+			size_t n = bytes - sent < CHUNK ? (size_t)(bytes - sent) : CHUNK;
+			ssize_t w;
+
+			fill(out, n, sent);
+			w = send(fd, out, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (w < 0 && errno != EAGAIN && errno != EINTR) {
+				why = errno_name(errno);
+				verdict = "bad";
+				break;
+			}
+			if (w > 0) {
+				osum = fnv(osum, out, (size_t)w);
+				sent += (uint64_t)w;
+				if (sent == bytes && shut)
+					shutdown(fd, SHUT_WR);
+			}
+		}
+		if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+			ssize_t n = recv(fd, in, sizeof(in), MSG_DONTWAIT);
+
+			if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				why = errno_name(errno);
+				verdict = "bad";
+				break;
+			}
+			if (n == 0) {
+				eof = true;
+			} else if (n > 0) {
+				if (got + (uint64_t)n > bytes) {
+					why = "more bytes than expected";
+					verdict = "bad";
+					break;
+				}
+				fill(want, (size_t)n, got);
+				if (memcmp(in, want, (size_t)n)) {
+					why = "wrong bytes";
+					verdict = "bad";
+					break;
+				}
+				isum = fnv(isum, in, (size_t)n);
+				got += (uint64_t)n;
+			}
+		}
+	}
+	if (!*why && (sent != bytes || got != bytes))
+		verdict = "short";
+	printf("%s sent=%llu sent_sum=%016llx recv=%llu recv_sum=%016llx %s%s%s\n", name,
+	       (unsigned long long)sent, (unsigned long long)osum, (unsigned long long)got,
+	       (unsigned long long)isum, verdict, *why ? " " : "", why);
+	return strcmp(verdict, "ok") != 0;
+}
+
+/* The exchange, then wait for the connection to end and say how. */
+static int do_hold(int fd, uint64_t bytes)
+{
+	char c;
+	ssize_t n;
+
+	if (do_exchange(fd, bytes, false, "hold"))
+		return 1;
+	do
+		n = recv(fd, &c, 1, 0);
+	while (n < 0 && errno == EINTR);
+	if (n > 0)
+		printf("then=data\n");
+	else if (n == 0)
+		printf("then=eof\n");
+	else
+		printf("then=error:%s\n", errno_name(errno));
+	return 0;
+}
+
 static size_t msg_size(unsigned i)
 {
 	return 1 + (size_t)((i * 7919u) % 60000u);
@@ -374,6 +495,12 @@ static int serve(int fd, const char *mode, const char *arg)
 		return do_seqsend(fd, (unsigned)n);
 	if (!strcmp(mode, "seqrecv"))
 		return do_seqrecv(fd, (unsigned)n);
+	if (!strcmp(mode, "xchg"))
+		return do_exchange(fd, n, true, "xchg");
+	if (!strcmp(mode, "trade"))
+		return do_exchange(fd, n, false, "trade");
+	if (!strcmp(mode, "hold"))
+		return do_hold(fd, n);
 	fprintf(stderr, "vsockt: unknown mode %s\n", mode);
 	return 2;
 }
@@ -391,7 +518,7 @@ static void on_alarm(int sig)
 static void usage(void)
 {
 	fprintf(stderr, "usage: vsockt [-s] [-q] [-n N] [-t SECS] [-r SECS] listen PORT | connect CID PORT | ulisten PATH |"
-			" uconnect PATH PORT   send|recv|echocheck BYTES | echo | seqsend|seqrecv|pingpong COUNT\n");
+			" uconnect PATH PORT   send|recv|echocheck|xchg|trade|hold BYTES | echo | seqsend|seqrecv|pingpong COUNT\n");
 	exit(2);
 }
 

@@ -2,12 +2,16 @@
 # host -> guest and guest -> host, VSOCK_BYTES (256 MiB) each way checked on
 # both sides, VSOCK_CONNS (64) connections at once echoed, SEQPACKET message
 # boundaries; the guest powering off mid-transfer leaves vmm exiting 0 and no
-# host client hanging; bad --vsock options are one-line errors, status 2.
+# host client hanging; bad --vsock options are one-line errors, status 2;
+# across a snapshot and restore the old connection ends on both sides (the
+# guest's with the transport reset) and new ones work at once both ways.
 
 VSOCK_BYTES=${VSOCK_BYTES:-268435456}
 VSOCK_CONNS=${VSOCK_CONNS:-64}
 VSOCK_MSGS=${VSOCK_MSGS:-200}
+VSOCK_SNAP_BYTES=${VSOCK_SNAP_BYTES:-8388608}
 VSOCK_TOOL=$GUEST/tools/vsockt
+VSOCK_CASES=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # The sum a vsockt line printed (sum=HEX).
 vsock_sum() {
@@ -101,4 +105,122 @@ case_vsock_bad_options() {
 	expect_usage_error "cannot listen" --kernel "$KERNEL" --initramfs "$INITRD" --vsock "cid=3,socket=$dir/missing/s" || return
 	expect_usage_error "not repeatable" --kernel "$KERNEL" --initramfs "$INITRD" --vsock cid=3 --vsock cid=4 || return
 	boot_pass
+}
+
+# xchg_field FILE KEY: KEY's value on the xchg/trade/hold line in FILE (sent, sent_sum, recv, recv_sum).
+xchg_field() {
+	grep -a -o "\(xchg\|trade\|hold\) sent=.*" "$1" | head -n 1 | tr ' ' '\n' | sed -n "s/^$2=//p" | tr -d '\r'
+}
+
+# xchg_agree WHAT HOSTFILE GUESTFILE BYTES: both ends moved BYTES each way, and
+# what one sent (its checksum) is what the other received.
+xchg_agree() {
+	local what=$1 h=$2 g=$3 bytes=$4 k
+	grep -aq "sent=$bytes .*recv=$bytes .* ok" "$h" ||
+		{ echo "$what: host side: $(tr '\n' ' ' <"$h")"; return 1; }
+	grep -aq "sent=$bytes .*recv=$bytes .* ok" "$g" ||
+		{ echo "$what: guest side: $(tr '\n' ' ' <"$g")"; return 1; }
+	for k in sent:recv recv:sent; do
+		[ "$(xchg_field "$h" "${k%:*}_sum")" = "$(xchg_field "$g" "${k#*:}_sum")" ] ||
+			{ echo "$what: host ${k%:*}_sum $(xchg_field "$h" "${k%:*}_sum") != guest ${k#*:}_sum $(xchg_field "$g" "${k#*:}_sum")"; return 1; }
+	done
+}
+
+# Snapshot and restore with a connection open (docs/snapshot.md, issue 19): a
+# host -> guest connection exchanges VSOCK_SNAP_BYTES each way and stays open;
+# the VM is paused, snapshotted and its vmm killed (its socket file stays
+# behind); vmm --restore --resume reopens the same socket path. The old host
+# connection died with the old process, the guest's end fails with
+# ECONNRESET (VIRTIO_VSOCK_EVENT_TRANSPORT_RESET), and a new host -> guest and
+# a new guest -> host connection, neither retried, each carry the bytes both
+# ways, checked on both sides; the guest powers off and vmm exits 0.
+case_snapshot_vsock() {
+	local dir=$WORK/snap-vsock log=$WORK/snap-vsock-src.log rlog=$WORK/snap-vsock-dst.log
+	local sock snap bytes=$VSOCK_SNAP_BYTES lp op i out why t0 t1 g
+	# snap_start, snap_api, snap_kill
+	source "$VSOCK_CASES/snapshot.sh"
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	sock=$dir/v.sock snap=$dir/snap
+	# guest -> host after the restore: PATH_6010 listens from the start.
+	"$VSOCK_TOOL" -t 800 ulisten "${sock}_6010" trade "$bytes" >"$dir/g2h.host" 2>&1 &
+	lp=$!
+	if ! snap_start "$log" "$dir/api.sock" --kernel "$KERNEL" --initramfs "$INITRD" --cpus 2 --memory 256M \
+		--cmdline "$CMDLINE_BASE vmm.test=vsock-snapshot vmm.vsock_bytes=$bytes" --vsock "cid=3,socket=$sock"; then
+		snap_kill
+		kill "$lp" 2>/dev/null
+		boot_fail "vmm did not come up: $(tail -n 2 "$log.stderr")" "$log"
+		return
+	fi
+	for i in $(seq "$BOOT_TIMEOUT"); do
+		grep -aq '^snapvsock: listening' "$log" 2>/dev/null && break
+		kill -0 "$SNAP_PID" 2>/dev/null || break
+		sleep 1
+	done
+	if ! grep -aq '^snapvsock: listening' "$log" 2>/dev/null; then
+		snap_kill
+		kill "$lp" 2>/dev/null
+		nested_flaw "$log.stderr" "$log"
+		boot_fail "the guest never listened: $(tail -n 1 "$log.stderr")" "$log"
+		return
+	fi
+	# The connection that lives across the snapshot.
+	"$VSOCK_TOOL" -t 800 -r 30 uconnect "$sock" 5010 hold "$bytes" >"$dir/old.host" 2>&1 &
+	op=$!
+	for i in $(seq 120); do
+		grep -aq '^hold .* ok' "$dir/old.host" && grep -aq '^old: hold .* ok' "$log" && break
+		kill -0 "$op" 2>/dev/null || break
+		sleep 1
+	done
+	if ! grep -aq '^hold .* ok' "$dir/old.host" || ! grep -aq '^old: hold .* ok' "$log"; then
+		snap_kill
+		kill "$lp" "$op" 2>/dev/null
+		boot_fail "the first connection did not exchange its bytes: host: $(tr '\n' ' ' <"$dir/old.host"); guest: $(grep -a '^old:' "$log" | tr '\n' ' ')" "$log"
+		return
+	fi
+	grep -a '^old: hold' "$log" >"$dir/old.guest"
+	why=$(xchg_agree "the connection before the snapshot" "$dir/old.host" "$dir/old.guest" "$bytes") ||
+		{ snap_kill; kill "$lp" "$op" 2>/dev/null; boot_fail "$why" "$log"; return; }
+	out=$(snap_api pause 2>&1) || { snap_kill; kill "$lp" "$op" 2>/dev/null; boot_fail "vmm ctl pause: $out" "$log"; return; }
+	out=$(snap_api snapshot "$snap" 2>&1) || { snap_kill; kill "$lp" "$op" 2>/dev/null; boot_fail "vmm ctl snapshot: $out" "$log"; return; }
+	snap_kill
+	# The old host connection belonged to the killed process: it ends now.
+	timeout 10 tail --pid="$op" -f /dev/null ||
+		{ kill "$lp" "$op" 2>/dev/null; boot_fail "the old host connection outlived its vmm by 10 s"; return; }
+	grep -aq '^then=\(eof\|error:.*\)$' "$dir/old.host" ||
+		{ kill "$lp" 2>/dev/null; boot_fail "the old host connection: $(tr '\n' ' ' <"$dir/old.host")"; return; }
+	[ -S "$sock" ] || { kill "$lp" 2>/dev/null; boot_fail "the killed vmm left no socket file behind (expected a stale one)"; return; }
+
+	t0=$(date +%s%N)
+	if ! snap_start "$rlog" "$dir/api2.sock" --restore "source_url=file://$snap" --resume; then
+		snap_kill
+		kill "$lp" 2>/dev/null
+		boot_fail "vmm --restore did not come up: $(tail -n 3 "$rlog.stderr")" "$rlog"
+		return
+	fi
+	# Served once the VM runs: the bridge listens on the same path by then.
+	out=$(snap_api info 2>&1) || { snap_kill; kill "$lp" 2>/dev/null; boot_fail "vm.info after restore: $out" "$rlog"; return; }
+	# host -> guest at once, no retry.
+	"$VSOCK_TOOL" -t 300 uconnect "$sock" 5011 trade "$bytes" >"$dir/h2g.host" 2>&1
+	t1=$(date +%s%N)
+	for i in $(seq 120); do kill -0 "$SNAP_PID" 2>/dev/null || break; sleep 1; done
+	if kill -0 "$SNAP_PID" 2>/dev/null; then
+		snap_kill
+		kill "$lp" 2>/dev/null
+		boot_fail "the restored guest did not power off within 120 s: host -> guest: $(tr '\n' ' ' <"$dir/h2g.host")" "$rlog"
+		return
+	fi
+	wait "$SNAP_PID"
+	RC=$?
+	timeout 20 tail --pid="$lp" -f /dev/null || { kill "$lp" 2>/dev/null; boot_fail "the host's listener still ran 20 s after vmm exited" "$rlog"; return; }
+	guest_ran "$rlog" vsock-snapshot || return
+	grep -aq '^old: then=error:ECONNRESET' "$rlog" ||
+		{ boot_fail "the guest's old connection did not see the transport reset: $(grep -a '^old:' "$rlog" | tr '\n' ' ')" "$rlog"; return; }
+	grep -a '^h2g:' "$rlog" >"$dir/h2g.guest"
+	grep -a '^g2h:' "$rlog" >"$dir/g2h.guest"
+	why=$(xchg_agree "host -> guest after restore" "$dir/h2g.host" "$dir/h2g.guest" "$bytes") ||
+		{ boot_fail "$why; vmm: $(grep -a -m2 vsock "$rlog.stderr" | tr '\n' ' ')" "$rlog"; return; }
+	why=$(xchg_agree "guest -> host after restore" "$dir/g2h.host" "$dir/g2h.guest" "$bytes") ||
+		{ boot_fail "$why; vmm: $(grep -a -m2 vsock "$rlog.stderr" | tr '\n' ' ')" "$rlog"; return; }
+	boot_pass "old connection: host $(sed -n 's/^then=//p' "$dir/old.host"), guest $(sed -n 's/^old: then=//p' "$rlog" | tr -d '\r'); stale socket replaced; new connections both ways $((bytes >> 20)) MiB each way checked; restore to host -> guest done $(((t1 - t0) / 1000000)) ms"
 }
