@@ -117,7 +117,7 @@ struct virtio_blk_discard_write_zeroes {
 _Static_assert(sizeof(struct virtio_blk_discard_write_zeroes) == 16, "segment size");
 
 extern const struct virtio_dev_kind virtio_blk_kind;
-/* The device node of a snapshot (ops->save / ops->load): capacity, read-only, serial. */
+/* The device node of a snapshot (ops->snap_save / ops->snap_load): capacity, read-only, serial. */
 struct snap_desc;
 extern const struct snap_desc virtio_blk_snap_desc;
 

@@ -86,7 +86,7 @@ _Static_assert(offsetof(struct virtio_net_config, max_virtqueue_pairs) == 8, "ma
 _Static_assert(offsetof(struct virtio_net_config, mtu) == 10, "mtu offset");
 
 extern const struct virtio_dev_kind virtio_net_kind;
-/* The device node of a snapshot (ops->save / ops->load): MAC and offloads in use. */
+/* The device node of a snapshot (ops->snap_save / ops->snap_load): MAC and offloads in use. */
 struct snap_desc;
 extern const struct snap_desc virtio_net_snap_desc;
 

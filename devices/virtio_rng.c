@@ -150,23 +150,6 @@ static int rng_resume(struct virtio_dev *vdev)
 	return ret == -EBUSY ? 0 : ret;
 }
 
-/* Deprecated blob hooks (virtio_dev.h): until vmm/snapshot/snapshot.c calls virtio_pci_save. */
-static int rng_save(struct virtio_dev *vdev, void *buf, size_t len, size_t *used)
-{
-	(void)vdev;
-	(void)buf;
-	(void)len;
-	*used = 0;  /* stateless: the queues are the transport's */
-	return 0;
-}
-
-static int rng_load(struct virtio_dev *vdev, const void *buf, size_t len)
-{
-	(void)vdev;
-	(void)buf;
-	return len == 0 ? 0 : -EINVAL;
-}
-
 /* vm.counters: the entropy given, as bytes the guest read. */
 static const struct virtio_dev_counter_names rng_counter_names = { .in_bytes = "read_bytes" };
 
@@ -181,8 +164,6 @@ static const struct virtio_dev_ops rng_ops = {
 	/* Stateless: the queues are the transport's. */
 	.snap_save = virtio_dev_save_stateless,
 	.snap_load = virtio_dev_load_stateless,
-	.save = rng_save,
-	.load = rng_load,
 	.destroy = rng_destroy,
 	.counter_names = &rng_counter_names,
 };

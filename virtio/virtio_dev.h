@@ -149,13 +149,6 @@ struct virtio_dev_ops {
 	 */
 	int (*snap_save)(struct virtio_dev *vdev, struct snap_writer *w);
 	int (*snap_load)(struct virtio_dev *vdev, struct snap_reader *r, int node);
-	/*
-	 * Deprecated: the opaque-blob hooks vmm/snapshot/snapshot.c and
-	 * devices/vsock still use. Delete once both moved to snap_save/snap_load
-	 * (virtio_pci_save/virtio_pci_load), which the built-in devices implement.
-	 */
-	int (*save)(struct virtio_dev *vdev, void *buf, size_t len, size_t *used);
-	int (*load)(struct virtio_dev *vdev, const void *buf, size_t len);
 	/* Free the device's private state. */
 	void (*destroy)(struct virtio_dev *vdev);
 	/*

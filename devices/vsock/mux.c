@@ -1013,6 +1013,12 @@ static void take_requests(struct vsock_dev *dev)
 {
 	struct vsock_req *list;
 
+	/*
+	 * A TRANSPORT_RESET owed to the guest (after a restore) goes first: a
+	 * host connection's REQUEST queued before it would be reset with the
+	 * old ones by the guest's handler.
+	 */
+	event_drain(dev);
 	pthread_mutex_lock(&dev->lock);
 	list = dev->reqs;
 	dev->reqs = NULL;
@@ -1028,10 +1034,9 @@ static void take_requests(struct vsock_dev *dev)
 
 static void mux_run(struct vsock_dev *dev)
 {
-	take_requests(dev);
+	take_requests(dev);  /* the owed event first, then new host connections */
 	tx_drain(dev);
 	rx_drain(dev);
-	event_drain(dev);
 }
 
 static void wake_event(void *opaque, int fd, uint32_t events)

@@ -112,38 +112,6 @@ static int vs_load(struct virtio_dev *vdev, struct snap_reader *r, int node)
 	return 0;
 }
 
-/*
- * Deprecated blob hooks (virtio_dev.h), kept until vmm/snapshot/snapshot.c
- * calls virtio_pci_save: the same CID, little-endian, and the same reset.
- */
-static int vs_save_blob(struct virtio_dev *vdev, void *buf, size_t len, size_t *used)
-{
-	le64 cid = cpu_to_le64(to_vs(vdev)->guest_cid);
-
-	if (len < sizeof(cid))
-		return -ENOSPC;
-	memcpy(buf, &cid, sizeof(cid));
-	*used = sizeof(cid);
-	return 0;
-}
-
-static int vs_load_blob(struct virtio_dev *vdev, const void *buf, size_t len)
-{
-	struct vsock_state *vs = to_vs(vdev);
-	le64 cid;
-
-	if (len != sizeof(cid))
-		return -EINVAL;
-	memcpy(&cid, buf, sizeof(cid));
-	if (le64_to_cpu(cid) != vs->guest_cid) {
-		pr_err("%s: the snapshot's guest CID %llu is not this device's %llu", vdev->id,
-		       (unsigned long long)le64_to_cpu(cid), (unsigned long long)vs->guest_cid);
-		return -EINVAL;
-	}
-	vsock_mux_transport_reset(vs->mux);
-	return 0;
-}
-
 static void vs_destroy(struct virtio_dev *vdev)
 {
 	struct vsock_state *vs = to_vs(vdev);
@@ -173,8 +141,6 @@ static const struct virtio_dev_ops vsock_ops = {
 	.resume = vs_resume,
 	.snap_save = vs_save,
 	.snap_load = vs_load,
-	.save = vs_save_blob,
-	.load = vs_load_blob,
 	.destroy = vs_destroy,
 	.counter_names = &vsock_counter_names,
 };

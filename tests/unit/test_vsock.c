@@ -500,18 +500,6 @@ static void test_config_and_features(void **state)
 	assert_int_equal(snap_load_dev(g, blob, len, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "guest_cid"));
 	free(blob);
-	/* The deprecated blob hooks agree. */
-	{
-		uint8_t b[16];
-		size_t used = 0;
-
-		assert_int_equal(f->vdev.ops->save(&f->vdev, b, 4, &used), -ENOSPC);
-		assert_int_equal(f->vdev.ops->save(&f->vdev, b, sizeof(b), &used), 0);
-		assert_int_equal(used, 8);
-		assert_int_equal(f->vdev.ops->load(&f->vdev, b, used), 0);
-		assert_int_equal(f->vdev.ops->load(&f->vdev, b, used - 1), -EINVAL);
-		assert_int_equal(g->vdev.ops->load(&g->vdev, b, used), -EINVAL);
-	}
 	fx_free(g);
 	fx_free(f);
 }
