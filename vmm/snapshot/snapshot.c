@@ -158,7 +158,7 @@ static int write_file(const char *dir, const char *name, const void *blob, size_
 		return -ENAMETOOLONG;
 	}
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
@@ -231,7 +231,7 @@ static int save_paused(struct vm *vm, const char *dir, char *err, size_t errlen)
 	ret = vm_snapshot_check_devices(vm, err, errlen);
 	if (ret)
 		return ret;
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		ret = -errno;
 		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
 		return ret;
