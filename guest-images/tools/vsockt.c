@@ -337,8 +337,9 @@ static int do_exchange(int fd, uint64_t bytes, bool shut, const char *name)
 
 	if (shut && !bytes)
 		shutdown(fd, SHUT_WR);
-	while (!eof && (shut || sent < bytes || got < bytes)) {
-		struct pollfd p = { .fd = fd, .events = POLLIN | (sent < bytes ? POLLOUT : 0) };
+	/* The peer's end-of-file ends our receiving, not our sending: a half-close is one-way. */
+	while (sent < bytes || (!eof && (shut || got < bytes))) {
+		struct pollfd p = { .fd = fd, .events = (eof ? 0 : POLLIN) | (sent < bytes ? POLLOUT : 0) };
 
 		if (poll(&p, 1, -1) < 0) {
 			if (errno == EINTR)
@@ -347,7 +348,8 @@ static int do_exchange(int fd, uint64_t bytes, bool shut, const char *name)
 			verdict = "bad";
 			break;
 		}
-		if ((p.revents & POLLOUT) && sent < bytes) {
+		/* An error or hang-up is the send's to report (EPIPE), not a reason to spin. */
+		if ((p.revents & (POLLOUT | POLLERR | POLLHUP)) && sent < bytes) {
 			size_t n = bytes - sent < CHUNK ? (size_t)(bytes - sent) : CHUNK;
 			ssize_t w;
 
@@ -365,7 +367,7 @@ static int do_exchange(int fd, uint64_t bytes, bool shut, const char *name)
 					shutdown(fd, SHUT_WR);
 			}
 		}
-		if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+		if (!eof && (p.revents & (POLLIN | POLLHUP | POLLERR))) {
 			ssize_t n = recv(fd, in, sizeof(in), MSG_DONTWAIT);
 
 			if (n < 0 && errno != EAGAIN && errno != EINTR) {

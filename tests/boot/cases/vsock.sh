@@ -224,3 +224,32 @@ case_snapshot_vsock() {
 		{ boot_fail "$why; vmm: $(grep -a -m2 vsock "$rlog.stderr" | tr '\n' ' ')" "$rlog"; return; }
 	boot_pass "old connection: host $(sed -n 's/^then=//p' "$dir/old.host"), guest $(sed -n 's/^old: then=//p' "$rlog" | tr -d '\r'); stale socket replaced; new connections both ways $((bytes >> 20)) MiB each way checked; restore to host -> guest done $(((t1 - t0) / 1000000)) ms"
 }
+
+# Both ways at once on one connection, then a half-close from each side, in
+# both directions of connecting: every byte arrives, checked on both sides
+# (the peer's end-of-file ends only the receiving: each side finishes its own
+# sending after it).
+case_vsock_half_close() {
+	local dir=$WORK/vsock-xchg log=$WORK/vsock-xchg.log sock g2h h2g hp=() p bytes=$VSOCK_SNAP_BYTES
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	sock=$dir/v.sock g2h=$dir/g2h.host h2g=$dir/h2g.host
+	"$VSOCK_TOOL" -t 600 ulisten "${sock}_6020" xchg "$bytes" >"$g2h" 2>&1 &
+	hp+=($!)
+	(
+		for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.2; done
+		"$VSOCK_TOOL" -t 600 -r 200 uconnect "$sock" 5020 xchg "$bytes" >"$h2g" 2>&1
+	) &
+	hp+=($!)
+	vmm_boot "$log" --kernel "$KERNEL" --initramfs "$INITRD" --cpus 2 --memory 512M \
+		--cmdline "$CMDLINE_BASE vmm.test=vsock-xchg vmm.vsock_bytes=$bytes" --vsock "cid=3,socket=$sock"
+	for p in "${hp[@]}"; do
+		timeout 20 tail --pid="$p" -f /dev/null || { kill "$p" 2>/dev/null; boot_fail "a host client still ran 20 s after vmm exited" "$log"; return; }
+	done
+	guest_ran "$log" vsock-xchg || return
+	grep -q " ok$" "$g2h" && grep -q " ok$" "$h2g" ||
+		{ boot_fail "host side: $(cat "$g2h" "$h2g" | tr '\n' ' ')" "$log"; return; }
+	[ "$(tr -d '\r' <"$log" | grep -c -e '^h2g: xchg .* ok$' -e '^g2h: xchg .* ok$')" -eq 2 ] ||
+		{ boot_fail "guest side: $(grep -a -e '^h2g:' -e '^g2h:' "$log" | tr '\n' ' ')" "$log"; return; }
+	boot_pass "$((bytes >> 20)) MiB each way at once, then half-closes, on a host -> guest and a guest -> host connection; every byte checked on both sides"
+}
