@@ -56,20 +56,10 @@ static const char *const vm_node_names[] = { "pic-master", "pic-slave", "ioapic"
 
 /* ---- save ---------------------------------------------------------------------------- */
 
-/* The virtio transport on PCI slot i, or NULL (as vm.c's slot_virtio). */
-static struct virtio_pci *slot_virtio(struct vm *vm, unsigned i)
-{
-	struct pci_device *d = vm->pci ? vm->pci->slots[i] : NULL;
-
-	if (!d || d == &vm->pci->host_bridge || pci_cfg_get16(d, 0) != VIRTIO_PCI_VENDOR)
-		return NULL;
-	return d->opaque;
-}
-
 int vm_snapshot_check_devices(struct vm *vm, char *err, size_t errlen)
 {
 	for (unsigned i = 0; i < PCI_NR_SLOTS; i++) {
-		struct virtio_pci *vp = slot_virtio(vm, i);
+		struct virtio_pci *vp = vm_virtio_device(vm, i);
 
 		if (vp && (!vp->vdev->ops->snap_save || !vp->vdev->ops->snap_load)) {
 			snprintf(err, errlen, "snapshot refused: %s (%s) cannot be saved", vp->vdev->id,
@@ -126,7 +116,7 @@ static int write_devices(struct snap_writer *w, struct vm *vm, char *err, size_t
 	if (snap_begin_node(w, "devices"))
 		return w->err;
 	for (unsigned i = 0; i < PCI_NR_SLOTS && !ret; i++) {
-		struct virtio_pci *vp = slot_virtio(vm, i);
+		struct virtio_pci *vp = vm_virtio_device(vm, i);
 
 		if (!vp)
 			continue;
@@ -580,7 +570,7 @@ int vm_snapshot_apply(struct vm *vm, struct vm_snapshot *s, char *err, size_t er
 	}
 	/* Devices first: their checks (a device missing, a state it refuses) change nothing in KVM. */
 	for (unsigned i = 0; i < PCI_NR_SLOTS; i++) {
-		struct virtio_pci *vp = slot_virtio(vm, i);
+		struct virtio_pci *vp = vm_virtio_device(vm, i);
 		struct virtio_dev *vdev = vp ? vp->vdev : NULL;
 		unsigned j;
 
