@@ -152,13 +152,54 @@ static bool handle_exit(struct vcpu *v)
 	}
 }
 
-/* Park while a pause is requested. Returns false when the vCPU must stop. */
-static bool vcpu_check_requests(struct vcpu *v)
+/*
+ * KVM finishes an I/O or MMIO exit (a value read lands in its register, rip
+ * moves past the instruction) only on the next KVM_RUN; until then the vCPU's
+ * registers are those of a half-done instruction, which a snapshot would save
+ * and a restore execute again (a second OUT to a device). Before parking,
+ * enter once with immediate_exit: KVM completes the operation and returns
+ * EINTR without running guest code (Documentation/virt/kvm/api.rst, "pending
+ * operations"). Completing may need another exit (the next fragment of a
+ * split MMIO access, the next round of a string I/O instruction): handled.
+ * Returns false when the vCPU must stop.
+ */
+static bool vcpu_finish_io(struct vcpu *v)
+{
+	for (;;) {
+		int ret;
+
+		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		ret = ioctl(v->fd, KVM_RUN, 0);
+		__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+		if (ret < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				return true;
+			vm_request_exit(v->vm, VMM_EXIT_FAILURE, "KVM_RUN failed on vCPU %u: %s",
+					v->index, strerror(errno));
+			return false;
+		}
+		coalesced_drain(&v->vm->coalesced);
+		if (!handle_exit(v))
+			return false;
+	}
+}
+
+/*
+ * Park while a pause is requested; io_pending: the last exit was I/O or MMIO,
+ * which KVM completes first. Returns false when the vCPU must stop.
+ */
+static bool vcpu_check_requests(struct vcpu *v, bool io_pending)
 {
 	struct vm *vm = v->vm;
 	bool keep_running;
 
 	pthread_mutex_lock(&vm->lock);
+	if (io_pending && vm->pause_requested && !vm->stop_requested) {
+		pthread_mutex_unlock(&vm->lock);
+		if (!vcpu_finish_io(v))
+			return false;
+		pthread_mutex_lock(&vm->lock);
+	}
 	if (vm->pause_requested && !vm->stop_requested) {
 		vm->nr_parked++;
 		pthread_cond_broadcast(&vm->cond);
@@ -176,7 +217,10 @@ static void *vcpu_thread(void *arg)
 	struct vcpu *v = arg;
 	struct vm *vm = v->vm;
 
-	while (vcpu_check_requests(v)) {
+	bool io_pending = false;
+
+	while (vcpu_check_requests(v, io_pending)) {
+		io_pending = false;
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
@@ -188,6 +232,7 @@ static void *vcpu_thread(void *arg)
 		}
 		/* Queued writes first: this exit may depend on them (0xCF8 before 0xCFC). */
 		coalesced_drain(&vm->coalesced);
+		io_pending = v->run->exit_reason == KVM_EXIT_IO || v->run->exit_reason == KVM_EXIT_MMIO;
 		if (!handle_exit(v))
 			break;
 	}

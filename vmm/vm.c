@@ -926,6 +926,32 @@ void vm_request_exit(struct vm *vm, int status, const char *fmt, ...)
 	}
 }
 
+/*
+ * Kernel text addresses among the first words on a vCPU's stack (the return
+ * addresses of where it waits or spins), for a --timeout report: with the
+ * guest's System.map (and its KASLR offset) they name the functions.
+ */
+static void report_stack(struct vm *vm, int fd, FILE *out)
+{
+	uint64_t sp, ip, gpa, words[64];
+	unsigned shown = 0;
+
+	if (x86_vcpu_sp_ip(fd, &sp, &ip) || ip < 0xffff800000000000ULL)
+		return;   /* not in a 64-bit kernel */
+	/* One page at most: the stack's next page may be unmapped (a guard). */
+	if (x86_vcpu_translate(fd, sp, &gpa) ||
+	    gmem_read(&vm->mem, gpa, words, MIN(sizeof(words), 4096 - (sp & 4095))))
+		return;
+	fputs("vmm:   kernel addresses on its stack:", out);
+	for (unsigned i = 0; i < MIN(ARRAY_SIZE(words), (4096 - (sp & 4095)) / 8) && shown < 12; i++) {
+		if (words[i] >= 0xffffffff80000000ULL && words[i] < 0xfffffffffff00000ULL) {
+			fprintf(out, " %#llx", (unsigned long long)words[i]);
+			shown++;
+		}
+	}
+	fputc('\n', out);
+}
+
 void vm_report_vcpus(struct vm *vm, FILE *out)
 {
 	char state[256];
@@ -933,6 +959,7 @@ void vm_report_vcpus(struct vm *vm, FILE *out)
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		x86_vcpu_describe_wait(vm->vcpus[i].fd, state, sizeof(state));
 		fprintf(out, "vmm: vCPU %u: %s\n", i, state);
+		report_stack(vm, vm->vcpus[i].fd, out);
 	}
 }
 

@@ -229,3 +229,26 @@ void x86_vcpu_describe_wait(int vcpu_fd, char *buf, size_t len)
 		 msrs.hdr.entries[1].data > msrs.hdr.entries[0].data ? "armed, in the future" :
 									"armed, in the past");
 }
+
+int x86_vcpu_translate(int vcpu_fd, uint64_t gva, uint64_t *gpa)
+{
+	struct kvm_translation t = { .linear_address = gva };
+
+	if (ioctl(vcpu_fd, KVM_TRANSLATE, &t) < 0)
+		return -errno;
+	if (!t.valid)
+		return -EFAULT;
+	*gpa = t.physical_address;
+	return 0;
+}
+
+int x86_vcpu_sp_ip(int vcpu_fd, uint64_t *sp, uint64_t *ip)
+{
+	struct kvm_regs regs;
+
+	if (ioctl(vcpu_fd, KVM_GET_REGS, &regs) < 0)
+		return -errno;
+	*sp = regs.rsp;
+	*ip = regs.rip;
+	return 0;
+}

@@ -25,4 +25,10 @@ void x86_vcpu_describe(int vcpu_fd, char *buf, size_t len);
  */
 void x86_vcpu_describe_wait(int vcpu_fd, char *buf, size_t len);
 
+/* The guest-physical address of a linear one, through the vCPU's page tables (KVM_TRANSLATE). */
+int x86_vcpu_translate(int vcpu_fd, uint64_t gva, uint64_t *gpa) WUR;
+
+/* The vCPU's stack pointer and instruction pointer. */
+int x86_vcpu_sp_ip(int vcpu_fd, uint64_t *sp, uint64_t *ip) WUR;
+
 #endif

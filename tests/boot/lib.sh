@@ -58,6 +58,11 @@ boot_fail() {
 		echo "  ---- last console lines ($2):"
 		tail -n 15 "$2" | sed 's/^/  | /'
 	fi
+	# vmm's own last words (per-vCPU state on a timeout) say where a guest hung.
+	if [ -n "${2:-}" ] && [ -s "$2.stderr" ]; then
+		echo "  ---- vmm's last lines ($2.stderr):"
+		grep -v 'timeline' "$2.stderr" | tail -n 8 | sed 's/^/  | /'
+	fi
 	CASE_DONE=1
 }
 
