@@ -9,6 +9,7 @@ PACKAGES=(
 	clang libfuzzer-14-dev libclang-rt-14-dev
 	acpica-tools
 	qemu-system-x86 qemu-utils
+	dpdk-dev  # dpdk-testpmd, the vhost-user net back-end of the boot tests (Debian 12's dpdk has only scripts)
 	busybox-static cpio zstd xz-utils lz4 bzip2 kmod
 	e2fsprogs iproute2 curl
 )
