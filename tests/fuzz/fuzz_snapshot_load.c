@@ -108,7 +108,8 @@ static uint8_t *fix_checksum(const uint8_t *data, size_t size)
 	memcpy(copy, data, size);
 	/* The reader's own order: libfdt only sees whole version-17 trees. */
 	if (fdt_magic(copy) != FDT_MAGIC || fdt_totalsize(copy) != size || fdt_version(copy) != 17 ||
-	    fdt_last_comp_version(copy) > 17 || fdt_check_full(copy, size) ||
+	    fdt_last_comp_version(copy) > 17 || !snap_fdt_struct_walks(copy, size) ||
+	    fdt_check_full(copy, size) ||
 	    !(sum = fdt_getprop(copy, 0, "checksum", &plen)) || plen != 8) {
 		free(copy);
 		return NULL;

@@ -460,6 +460,41 @@ static void test_old_device_tree_versions_are_refused(void **state)
 	free(blob);
 }
 
+/* The byte offset of property NAME's length field in BLOB's structure block. */
+static size_t prop_len_offset(const void *blob, int node, const char *name)
+{
+	int plen;
+	const uint8_t *val = fdt_getprop(blob, node, name, &plen);
+
+	assert_non_null(val);
+	return (size_t)(val - (const uint8_t *)blob) - 8;   /* tag, len, nameoff, value */
+}
+
+static void test_property_length_wrapping_around_is_refused(void **state)
+{
+	struct demo in = demo_sample();
+	struct snap_reader r;
+	size_t len, at;
+	uint8_t *blob = build(&in, &len);
+	static const uint32_t lens[] = { 0xfffffff4, 0xfffffffc, 0xffffffff, 0x7fffffff };
+
+	(void)state;
+	/*
+	 * A length that wraps libfdt 1.6's 32-bit tag offset back onto its own
+	 * tag made fdt_check_full() loop for ever (fuzz_snapshot_load's
+	 * timeout): refused at once, as are lengths past the block's end.
+	 */
+	at = prop_len_offset(blob, 0, "arch");
+	for (size_t i = 0; i < ARRAY_SIZE(lens); i++) {
+		uint32_t be = __builtin_bswap32(lens[i]);
+
+		memcpy(blob + at, &be, 4);
+		assert_int_equal(snap_reader_open(&r, blob, len), -EINVAL);
+		assert_err_has(&r, "corrupt device tree");
+	}
+	free(blob);
+}
+
 static void test_other_arch_is_refused(void **state)
 {
 	struct demo in = demo_sample();
@@ -755,6 +790,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_magic_is_refused),
 		cmocka_unit_test(test_wrong_format_version_is_refused),
 		cmocka_unit_test(test_old_device_tree_versions_are_refused),
+		cmocka_unit_test(test_property_length_wrapping_around_is_refused),
 		cmocka_unit_test(test_other_arch_is_refused),
 		cmocka_unit_test(test_node_versions),
 		cmocka_unit_test(test_missing_node_is_named),

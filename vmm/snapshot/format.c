@@ -487,6 +487,50 @@ int snap_read_u64(struct snap_reader *r, int node, const char *name, uint64_t *v
 	return read_be(r, node, name, 8, v);
 }
 
+/*
+ * libfdt 1.6's fdt_next_tag() adds a property's length to its offset
+ * unchecked: a length near 4 GiB wraps the offset back onto the same tag
+ * and fdt_check_full() loops for ever (found by fuzz_snapshot_load; dtc
+ * fixed it later). Walk the structure block once first, in 64-bit offsets,
+ * checking only that every tag lies inside the block and moves forward;
+ * fdt_check_full() then checks all the rest. true: it ends in FDT_END.
+ */
+bool snap_fdt_struct_walks(const void *fdt, size_t total)
+{
+	uint64_t off = fdt_off_dt_struct(fdt), size = fdt_size_dt_struct(fdt), pos = 0;
+	const uint8_t *p = (const uint8_t *)fdt + off;
+
+	if (off > total || size > total - off)
+		return false;
+	while (pos + 4 <= size) {
+		uint32_t tag = (uint32_t)get_be(p + pos, 4);
+		const uint8_t *nul;
+
+		pos += 4;
+		switch (tag) {
+		case FDT_BEGIN_NODE:
+			nul = memchr(p + pos, '\0', size - pos);
+			if (!nul)
+				return false;
+			pos = ALIGN_UP((uint64_t)(nul - p) + 1, FDT_TAGSIZE);
+			break;
+		case FDT_PROP:
+			if (pos + 8 > size)
+				return false;
+			pos = ALIGN_UP(pos + 8 + get_be(p + pos, 4), FDT_TAGSIZE);
+			break;
+		case FDT_END_NODE:
+		case FDT_NOP:
+			break;
+		case FDT_END:
+			return true;
+		default:
+			return false;
+		}
+	}
+	return false;
+}
+
 int snap_reader_open(struct snap_reader *r, const void *buf, size_t len)
 {
 	const char *s;
@@ -531,6 +575,10 @@ int snap_reader_open(struct snap_reader *r, const void *buf, size_t len)
 	if (fdt_version(r->fdt) != 17 || fdt_last_comp_version(r->fdt) > 17) {
 		ret = snap_fail(r, -1, "device tree version %u (compatible with %u); vmm writes 17",
 				fdt_version(r->fdt), fdt_last_comp_version(r->fdt));
+		goto err;
+	}
+	if (!snap_fdt_struct_walks(r->fdt, total)) {
+		ret = snap_fail(r, -1, "corrupt device tree: a tag runs past the structure block");
 		goto err;
 	}
 	ret = fdt_check_full(r->fdt, len);

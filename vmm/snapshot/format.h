@@ -160,6 +160,15 @@ struct snap_reader {
  * arch. The bytes are copied; buf may go afterwards. 0 or -EINVAL (-ENOMEM).
  */
 int snap_reader_open(struct snap_reader *r, const void *buf, size_t len) WUR;
+
+/*
+ * Whether every tag of the (whole, version 17) device tree fdt of total
+ * bytes lies inside its structure block and the walk reaches FDT_END: what
+ * libfdt 1.6's fdt_check_full() needs first, or a property length near
+ * 4 GiB makes it loop for ever. snap_reader_open() does it; so must anyone
+ * else who hands untrusted bytes to fdt_check_full().
+ */
+bool snap_fdt_struct_walks(const void *fdt, size_t total) WUR;
 void snap_reader_close(struct snap_reader *r);
 /* The child `name` of node parent (0: the root): its offset, or -EINVAL "missing node". */
 int snap_node(struct snap_reader *r, int parent, const char *name) WUR;
