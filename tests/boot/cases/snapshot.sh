@@ -127,7 +127,7 @@ case_snapshot_restore() {
 	[ "$(snap_last_count "$rlog")" -eq -1 ] || { snap_kill; boot_fail "the restored VM ran before vm.resume" "$rlog"; return; }
 	out=$(snap_api resume 2>&1) || { snap_kill; boot_fail "vmm ctl resume after restore: $out" "$rlog"; return; }
 	snap_wait_count "$rlog" $((at + 3)) 60 ||
-		{ snap_kill; boot_fail "the restored guest did not count on (last $(snap_last_count "$rlog"), paused at $at)" "$rlog"; return; }
+		{ nested_flaw "$rlog.stderr" "$rlog"; snap_kill; boot_fail "the restored guest did not count on (last $(snap_last_count "$rlog"), paused at $at)" "$rlog"; return; }
 	snap_power_off "$rlog" || return
 	snap_continues "$rlog" "$at" || return
 	grep -aq "count: power button pressed" "$rlog" || { boot_fail "the restored guest did not see the power button" "$rlog"; return; }
@@ -140,7 +140,7 @@ case_snapshot_restore() {
 		return
 	fi
 	snap_wait_count "$rlog2" $((at + 3)) 60 ||
-		{ snap_kill; boot_fail "the second restore did not count on (last $(snap_last_count "$rlog2"))" "$rlog2"; return; }
+		{ nested_flaw "$rlog2.stderr" "$rlog2"; snap_kill; boot_fail "the second restore did not count on (last $(snap_last_count "$rlog2"))" "$rlog2"; return; }
 	snap_power_off "$rlog2" || return
 	snap_continues "$rlog2" "$at" || return
 	boot_pass "paused at count=$at; snapshot in $(((t1 - t0) / 1000000)) ms, $(du -k "$dir/memory" | cut -f1) KiB of 256 MiB on disk; restored twice, each counting on from $((at + 1))"
@@ -223,7 +223,8 @@ case_snapshot_blk_writes() {
 	timeout 300 "$VMM" --serial "file=$rlog" --timeout 240 --restore "source_url=file://$dir" --resume \
 		</dev/null >"$rlog.stderr" 2>&1
 	RC=$?
-	[ "$RC" -eq 0 ] || { boot_fail "the restored VM: vmm exit $RC: $(tail -n 2 "$rlog.stderr")" "$rlog"; return; }
+	# A restored guest meets the nested host's flaws as a booting one does.
+	[ "$RC" -eq 0 ] || { nested_flaw "$rlog.stderr" "$rlog"; boot_fail "the restored VM: vmm exit $RC: $(tail -n 2 "$rlog.stderr")" "$rlog"; return; }
 	guest_ran "$rlog" vhost-blk-loop || return
 	expect_value bad_passes 0 "$rlog" || return
 	last=$(log_value "$rlog" last_written)

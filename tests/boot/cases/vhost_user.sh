@@ -352,6 +352,8 @@ case_vhost_user_blk_snapshot() {
 		</dev/null >"$rlog.stderr" 2>&1
 	RC=$?
 	vhu_stop "$QSD_PID"
+	# A restored guest meets the nested host's flaws as a booting one does.
+	[ "$RC" -eq 0 ] || nested_flaw "$rlog.stderr" "$rlog"
 	guest_ran "$rlog" vhost-blk-loop || return
 	expect_value bad_passes 0 "$rlog" || return
 	last=$(log_value "$rlog" last_written)
