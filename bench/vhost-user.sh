@@ -24,6 +24,7 @@ MEM=${MEM:-512}
 BLK_MIB=${BLK_MIB:-64}
 BLK_SECS=${BLK_SECS:-5}
 OUTAGE_S=${OUTAGE_S:-2}
+VHU_OPTS=${VHU_OPTS:+,$VHU_OPTS}  # more --vhost-user options for vmm's runs, e.g. queue-size=128
 QSD=${QSD:-qemu-storage-daemon}
 QEMU_MACHINE=${QEMU_MACHINE:-microvm,pcie=on,x-option-roms=off,rtc=on,isa-serial=on}
 K=$BUILD/guest/vmlinuz-generic
@@ -76,7 +77,7 @@ run() {
 run_vmm() {
 	run vmm "$BUILD/vmm" --kernel "$K" --initramfs "$I" --cpus "$CPUS" --memory "${MEM}M" \
 		--cmdline "$CMDLINE" --serial "file=$DIR/vmm.log" --timeout 900 \
-		--vhost-user "type=blk,socket=$SOCK"
+		--vhost-user "type=blk,socket=$SOCK$VHU_OPTS"
 }
 
 run_qemu() {
@@ -110,7 +111,7 @@ for row in "seq write (MB/s)" "seq read (MB/s)" "4K rand read (IOPS)"; do
 	printf '%-22s %12s %12s %12s\n' "$row" "$v" "$q" "$(ratio "$v" "$q")"
 	col=$((col + 1))
 done
-echo "qemu: -M ${QEMU_MACHINE%%,*}, memory-backend-memfd share=on, vhost-user-blk-pci num-queues=1; vmm: --vhost-user type=blk"
+echo "qemu: -M ${QEMU_MACHINE%%,*}, memory-backend-memfd share=on, vhost-user-blk-pci num-queues=1; vmm: --vhost-user type=blk$VHU_OPTS"
 
 # --- back-end restart to the guest's next read -----------------------------------------
 LOOP_LOG=$DIR/loop.log
