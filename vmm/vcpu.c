@@ -152,6 +152,25 @@ static bool handle_exit(struct vcpu *v)
 	}
 }
 
+enum run_result { RUN_EXITED, RUN_INTERRUPTED, RUN_STOP };
+
+/* One KVM_RUN and the exit it came back with (handled). */
+static enum run_result vcpu_run_once(struct vcpu *v)
+{
+	if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+		if (errno == EINTR || errno == EAGAIN) {
+			__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+			return RUN_INTERRUPTED;
+		}
+		vm_request_exit(v->vm, VMM_EXIT_FAILURE, "KVM_RUN failed on vCPU %u: %s", v->index,
+				strerror(errno));
+		return RUN_STOP;
+	}
+	/* Queued writes first: this exit may depend on them (0xCF8 before 0xCFC). */
+	coalesced_drain(&v->vm->coalesced);
+	return handle_exit(v) ? RUN_EXITED : RUN_STOP;
+}
+
 /*
  * KVM finishes an I/O or MMIO exit (a value read lands in its register, rip
  * moves past the instruction) only on the next KVM_RUN; until then the vCPU's
@@ -165,23 +184,13 @@ static bool handle_exit(struct vcpu *v)
  */
 static bool vcpu_finish_io(struct vcpu *v)
 {
-	for (;;) {
-		int ret;
+	enum run_result r;
 
+	do {
 		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-		ret = ioctl(v->fd, KVM_RUN, 0);
-		__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-		if (ret < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				return true;
-			vm_request_exit(v->vm, VMM_EXIT_FAILURE, "KVM_RUN failed on vCPU %u: %s",
-					v->index, strerror(errno));
-			return false;
-		}
-		coalesced_drain(&v->vm->coalesced);
-		if (!handle_exit(v))
-			return false;
-	}
+		r = vcpu_run_once(v);
+	} while (r == RUN_EXITED);
+	return r == RUN_INTERRUPTED;
 }
 
 /*
@@ -216,25 +225,15 @@ static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
 	struct vm *vm = v->vm;
-
 	bool io_pending = false;
 
 	while (vcpu_check_requests(v, io_pending)) {
-		io_pending = false;
-		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN) {
-				__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-				continue;
-			}
-			vm_request_exit(vm, VMM_EXIT_FAILURE, "KVM_RUN failed on vCPU %u: %s", v->index,
-					strerror(errno));
+		enum run_result r = vcpu_run_once(v);
+
+		if (r == RUN_STOP)
 			break;
-		}
-		/* Queued writes first: this exit may depend on them (0xCF8 before 0xCFC). */
-		coalesced_drain(&vm->coalesced);
-		io_pending = v->run->exit_reason == KVM_EXIT_IO || v->run->exit_reason == KVM_EXIT_MMIO;
-		if (!handle_exit(v))
-			break;
+		io_pending = r == RUN_EXITED && (v->run->exit_reason == KVM_EXIT_IO ||
+						 v->run->exit_reason == KVM_EXIT_MMIO);
 	}
 
 	/* Count an exited vCPU as parked so a concurrent pause does not wait for it forever. */
