@@ -177,6 +177,26 @@ expect_value() {
 	return 1
 }
 
+# netxfer_checked LOG G2H H2G BYTES: the net-xfer guest test against the
+# host's netxfer (its output in G2H and H2G) moved BYTES each way, every byte
+# verified, with the same checksum on both sides. Fails the case otherwise.
+netxfer_checked() {
+	local log=$1 g2h=$2 h2g=$3 bytes=$4 hsum gsum
+	grep -q '^verify=ok' "$g2h" ||
+		{ boot_fail "host received wrong bytes: $(tr '\n' ' ' <"$g2h")" "$log"; return 1; }
+	expect_value h2g_verify ok "$log" || return 1
+	expect_value g2h_bytes "$bytes" "$log" || return 1
+	expect_value h2g_bytes "$bytes" "$log" || return 1
+	hsum=$(sed -n 's/.*sum=\([0-9a-f]*\).*/\1/p' "$g2h")
+	gsum=$(log_value "$log" g2h_sum)
+	[ -n "$hsum" ] && [ "$hsum" = "$gsum" ] ||
+		{ boot_fail "guest to host checksum: guest $gsum, host $hsum" "$log"; return 1; }
+	hsum=$(sed -n 's/.*sum=\([0-9a-f]*\).*/\1/p' "$h2g")
+	gsum=$(log_value "$log" h2g_sum)
+	[ -n "$hsum" ] && [ "$hsum" = "$gsum" ] ||
+		{ boot_fail "host to guest checksum: host $hsum, guest $gsum" "$log"; return 1; }
+}
+
 guest_ran() {
 	if [ "$RC" -ne 0 ]; then
 		boot_fail "vmm exited $RC, expected 0: $(tail -n 1 "$1.stderr")" "$1"

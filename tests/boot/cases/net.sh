@@ -80,7 +80,7 @@ case_net_ping() {
 
 net_xfer_body() {
 	local log=$WORK/net-xfer.log g2h=$WORK/net-g2h.host h2g=$WORK/net-h2g.host
-	local p1 p2 hsum gsum
+	local p1 p2
 	rm -f "$g2h" "$h2g"
 	# The host's ends listen first: stream 1 comes in on 5001, stream 2 goes out on 5002.
 	NETXFER_TIMEOUT=$BOOT_TIMEOUT net_in_ns "$NET_TOOL" recv :5001 "$NET_BYTES" 1 >"$g2h" 2>&1 &
@@ -94,19 +94,7 @@ net_xfer_body() {
 		return
 	fi
 	wait "$p1" "$p2"
-	grep -q '^verify=ok' "$g2h" ||
-		{ boot_fail "host received wrong bytes: $(tr '\n' ' ' <"$g2h")" "$log"; return; }
-	expect_value h2g_verify ok "$log" || return
-	expect_value g2h_bytes "$NET_BYTES" "$log" || return
-	expect_value h2g_bytes "$NET_BYTES" "$log" || return
-	hsum=$(sed -n 's/.*sum=\([0-9a-f]*\).*/\1/p' "$g2h")
-	gsum=$(log_value "$log" g2h_sum)
-	[ -n "$hsum" ] && [ "$hsum" = "$gsum" ] ||
-		{ boot_fail "guest to host checksum: guest $gsum, host $hsum" "$log"; return; }
-	hsum=$(sed -n 's/.*sum=\([0-9a-f]*\).*/\1/p' "$h2g")
-	gsum=$(log_value "$log" h2g_sum)
-	[ -n "$hsum" ] && [ "$hsum" = "$gsum" ] ||
-		{ boot_fail "host to guest checksum: host $hsum, guest $gsum" "$log"; return; }
+	netxfer_checked "$log" "$g2h" "$h2g" "$NET_BYTES" || return
 	boot_pass "$((NET_BYTES >> 20)) MiB each way checked; guest to host $(sed -n 's/.*mbit=//p' "$g2h") Mbit/s, host to guest $(log_value "$log" h2g_mbit) Mbit/s (emulated)"
 }
 
