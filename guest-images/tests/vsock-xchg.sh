@@ -4,17 +4,11 @@
 # port 5020 and we connect to CID 2 port 6020; on each connection both ends
 # send vmm.vsock_bytes (default 8 MiB) while receiving, shut down their
 # sending side once done and read to end-of-file; every byte is checked.
-bytes=8388608
-for word in $(cat /proc/cmdline); do
-	case $word in
-		vmm.vsock_bytes=*) bytes=${word#*=} ;;
-	esac
-done
-[ -e /dev/vsock ] || { echo "vsock: no /dev/vsock (driver not bound)"; exit 1; }
+. /tests/vsock-lib
 rc=0
-vsockt -t 900 listen 5020 xchg "$bytes" >/tmp/h2g.out 2>&1 &
+vsockt -t 900 listen 5020 xchg "$vsock_bytes" >/tmp/h2g.out 2>&1 &
 p=$!
-vsockt -t 900 -r 30 connect 2 6020 xchg "$bytes" >/tmp/g2h.out 2>&1 || rc=1
+vsockt -t 900 -r 30 connect 2 6020 xchg "$vsock_bytes" >/tmp/g2h.out 2>&1 || rc=1
 wait $p || rc=1
 sed 's/^/h2g: /' /tmp/h2g.out
 sed 's/^/g2h: /' /tmp/g2h.out
