@@ -96,8 +96,14 @@ start_qsd
 : >"$DIR/qemu.txt"
 echo "bench/vhost-user: $RUNS runs each, alternated, one qemu-storage-daemon export ($CPUS vCPUs, ${MEM} MiB, ${BLK_MIB} MiB sequential, ${BLK_SECS} s random)"
 for i in $(seq 1 "$RUNS"); do
-	run_vmm >>"$DIR/vmm.txt"
-	run_qemu >>"$DIR/qemu.txt"
+	# Odd rounds vmm first, even rounds QEMU first: neither always follows the other.
+	if [ $((i % 2)) -eq 1 ]; then
+		run_vmm >>"$DIR/vmm.txt"
+		run_qemu >>"$DIR/qemu.txt"
+	else
+		run_qemu >>"$DIR/qemu.txt"
+		run_vmm >>"$DIR/vmm.txt"
+	fi
 	printf '  run %d: vmm [%s], qemu [%s]  (seqwrite MB/s, seqread MB/s, randread IOPS)\n' \
 		"$i" "$(tail -n1 "$DIR/vmm.txt")" "$(tail -n1 "$DIR/qemu.txt")"
 done

@@ -90,8 +90,10 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; els
 : >"$DIR/qemu.txt"
 echo "bench/vsock: $RUNS runs each, alternated ($CPUS vCPUs, ${MEM} MiB, ${VSOCK_MIB} MiB each way in 64 KiB writes, $VSOCK_PINGS connect+echo round trips)"
 for i in $(seq 1 "$RUNS"); do
+	# Odd rounds vmm first, even rounds QEMU first: neither always follows the other.
+	[ $((i % 2)) -eq 0 ] && [ -n "$qemu_ok" ] && run_qemu >>"$DIR/qemu.txt"
 	run_vmm >>"$DIR/vmm.txt"
-	[ -n "$qemu_ok" ] && run_qemu >>"$DIR/qemu.txt"
+	[ $((i % 2)) -eq 1 ] && [ -n "$qemu_ok" ] && run_qemu >>"$DIR/qemu.txt"
 	printf '  run %d: vmm [%s], qemu [%s]  (guest->host MB/s, host->guest MB/s, round trip us)\n' \
 		"$i" "$(tail -n1 "$DIR/vmm.txt")" "$(tail -n1 "$DIR/qemu.txt")"
 	printf '         round trips: vmm %s; qemu %s\n' "$(cat "$DIR/vmm.rtt")" "$(cat "$DIR/qemu.rtt" 2>/dev/null)"

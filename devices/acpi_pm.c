@@ -2,6 +2,12 @@
  * ACPI PM1a event and control blocks: SCI_EN reads as set, S5 powers the VM
  * off, and the fixed-feature power button (PWRBTN_STS/PWRBTN_EN) raises the
  * SCI, which the guest's ACPI core hands to its button driver.
+ *
+ * The global lock and RTC enable bits are kept too, though their events never
+ * fire (no firmware ever holds the FACS lock; the RTC alarm is the CMOS
+ * interrupt, not the fixed wake event): ACPICA enables both at boot and reads
+ * them back, and a bit that does not stick is an "ACPI Error" line on every
+ * boot ("Could not enable GlobalLock event", then the lock disabled).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,8 +23,12 @@
 #define PM1_CNT_SLP_TYP_MASK (7u << PM1_CNT_SLP_TYP_SHIFT)
 #define PM1_CNT_SLP_EN       (1u << 13)
 #define PM1_STS_WAK          0x8000
-/* The status and enable bits we implement: the power button only. */
+/* The status bits we implement, which raise the SCI: the power button only. */
 #define PM1_EVENTS           ACPI_PM1_PWRBTN
+/* The enable bits kept: those, and the two ACPICA enables at boot (ACPI 6.4, 4.8.3.1). */
+#define PM1_GBL_EN           0x0020
+#define PM1_RTC_EN           0x0400
+#define PM1_ENABLES          (PM1_EVENTS | PM1_GBL_EN | PM1_RTC_EN)
 _Static_assert(X86_ACPI_PM1A_CNT - X86_ACPI_PM1A_EVT == 4, "PM1a_CNT follows the 4-byte event block");
 
 /* The SCI is level-triggered: high while an enabled status bit is set. Call with pm->lock held. */
@@ -63,7 +73,7 @@ void acpi_pm_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool
 	memcpy(&sts_w1c, &regs[0], sizeof(sts_w1c));
 	pm->sts &= (uint16_t)~sts_w1c;
 	memcpy(&pm->en, &regs[2], sizeof(pm->en));
-	pm->en &= PM1_EVENTS;
+	pm->en &= PM1_ENABLES;
 	memcpy(&cnt, &regs[4], sizeof(cnt));
 	pm->cnt = (uint16_t)((cnt & ~PM1_CNT_SLP_EN) | PM1_CNT_SCI_EN);
 	update_sci(pm);
@@ -103,7 +113,7 @@ void acpi_pm_init(struct acpi_pm *pm, struct vm *vm)
 #define R struct acpi_pm_regs
 static const struct snap_field acpi_pm_snap_fields[] = {
 	SNAP_UINT_R(R, sts, 0, PM1_EVENTS),
-	SNAP_UINT_R(R, en, 0, PM1_EVENTS),
+	SNAP_UINT_R(R, en, 0, PM1_ENABLES),
 	SNAP_U(R, cnt),
 };
 #undef R
@@ -112,7 +122,11 @@ static int acpi_pm_snap_check(const void *obj, char *err, size_t errlen)
 {
 	const struct acpi_pm_regs *regs = obj;
 
-	/* What acpi_pm_io leaves: SCI_EN set, SLP_EN never latched. */
+	/* What acpi_pm_io leaves: known enable bits, SCI_EN set, SLP_EN never latched. */
+	if (regs->en & ~PM1_ENABLES) {
+		snprintf(err, errlen, "en: %#x: bits beyond %#x", regs->en, PM1_ENABLES);
+		return -EINVAL;
+	}
 	if (!(regs->cnt & PM1_CNT_SCI_EN) || (regs->cnt & PM1_CNT_SLP_EN)) {
 		snprintf(err, errlen, "cnt: %#x: SCI_EN must be set and SLP_EN clear", regs->cnt);
 		return -EINVAL;
