@@ -656,9 +656,12 @@ out:
  * returns the epoll timeout to use until the next deadline. */
 static int expire_ops(struct evloop *loop, int timeout_ms)
 {
-	uint64_t now = mono_ns(), next = UINT64_MAX;
+	uint64_t now, next = UINT64_MAX;
 	struct evloop_op *op = loop->timed, *nx;
 
+	if (!op)   /* nothing timed: no clock read (a system call where the vDSO cannot serve) */
+		return loop->done_head ? 0 : timeout_ms;
+	now = mono_ns();
 	for (; op; op = nx) {
 		nx = op->next;
 		if (op->deadline_ns <= now) {

@@ -17,6 +17,7 @@ int notifier_init(struct notifier *n, enum notifier_mode mode)
 	int flags = EFD_NONBLOCK | EFD_CLOEXEC;
 
 	n->fd = -1;
+	n->counter = mode == NOTIFIER_COUNTER;
 	if (mode == NOTIFIER_SEMAPHORE)
 		flags |= EFD_SEMAPHORE;
 	else if (mode != NOTIFIER_COUNTER)
@@ -46,6 +47,7 @@ int notifier_adopt(struct notifier *n, int fd)
 	int fl;
 
 	n->fd = -1;
+	n->counter = false;   /* its mode is not known: reset drains it read by read */
 	if (fd < 0 || !fd_is_eventfd(fd))
 		return -EINVAL;
 	fl = fcntl(fd, F_GETFL);
@@ -141,6 +143,10 @@ int64_t notifier_reset(struct notifier *n)
 				total = INT64_MAX;
 			else
 				total += (int64_t)v;
+			/* A counter read took it all: no second read to learn EAGAIN. A
+			 * signal racing in after it leaves the fd readable, as it should. */
+			if (n->counter)
+				return total;
 			continue;
 		}
 		if (r < 0 && errno == EINTR)

@@ -22,7 +22,8 @@ enum notifier_mode {
 };
 
 struct notifier {
-	int fd; /* eventfd, O_NONBLOCK | O_CLOEXEC; -1 when closed */
+	int fd;       /* eventfd, O_NONBLOCK | O_CLOEXEC; -1 when closed */
+	bool counter; /* made in NOTIFIER_COUNTER mode: one read takes the whole count */
 };
 
 /* Creates a notifier with counter 0.  Returns 0, -EINVAL for a bad mode, or

@@ -29,8 +29,8 @@
 
 struct stream_end {
 	int sock;
-	int read_ep;  /* epoll fd watching sock for EPOLLIN */
-	int close_ep; /* epoll fd watching sock for EPOLLRDHUP */
+	int read_ep;  /* epoll fd watching sock for EPOLLIN; -1 until asked for */
+	int close_ep; /* epoll fd watching sock for EPOLLRDHUP; -1 until asked for */
 	enum stream_framing framing;
 	enum stream_blocking mode;
 	size_t max_msg;
@@ -70,12 +70,34 @@ static int watch(int sock, uint32_t events)
 	return ep;
 }
 
+/*
+ * A notifier's epoll fd, made on first use: most ends never need one (an
+ * event loop watches stream_fd itself), and making both cost four system
+ * calls on every new end. Two threads asking at once both make one; the
+ * loser closes its own.
+ */
+static int lazy_watch(const struct stream_end *end, const int *cslot, uint32_t events)
+{
+	int *slot = (int *)cslot;   /* ends are never defined const: the getters only promise not to change what they describe */
+	int ep = __atomic_load_n(slot, __ATOMIC_ACQUIRE), none = -1;
+
+	if (ep >= 0)
+		return ep;
+	ep = watch(end->sock, events);
+	if (ep < 0)
+		return ep;
+	if (!__atomic_compare_exchange_n(slot, &none, ep, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		close(ep);
+		return none;
+	}
+	return ep;
+}
+
 /* Wraps sock (owned on success) in a new end. */
 static int end_new(int sock, enum stream_framing framing, size_t max_msg,
 		   enum stream_blocking mode, struct stream_end **out)
 {
 	struct stream_end *end = calloc(1, sizeof(*end));
-	int ret;
 
 	if (!end)
 		return -ENOMEM;
@@ -84,24 +106,9 @@ static int end_new(int sock, enum stream_framing framing, size_t max_msg,
 	end->mode = mode;
 	end->max_msg = max_msg;
 	end->read_ms = end->write_ms = -1;
-	end->read_ep = watch(sock, EPOLLIN);
-	if (end->read_ep < 0) {
-		ret = end->read_ep;
-		goto err_free;
-	}
-	end->close_ep = watch(sock, EPOLLRDHUP);
-	if (end->close_ep < 0) {
-		ret = end->close_ep;
-		goto err_read_ep;
-	}
+	end->read_ep = end->close_ep = -1;
 	*out = end;
 	return 0;
-
-err_read_ep:
-	close(end->read_ep);
-err_free:
-	free(end);
-	return ret;
 }
 
 /* Message mode: every message up to max_msg must fit the send buffer (the
@@ -171,8 +178,10 @@ err_close:
 
 static void end_free_keep_sock(struct stream_end *end)
 {
-	close(end->read_ep);
-	close(end->close_ep);
+	if (end->read_ep >= 0)
+		close(end->read_ep);
+	if (end->close_ep >= 0)
+		close(end->close_ep);
 	free(end);
 }
 
@@ -208,11 +217,12 @@ static int wait_sock(const struct stream_end *end, short events, int64_t deadlin
 	}
 }
 
+/* What the close notifier reports, asked of the socket directly. */
 static bool peer_closed(const struct stream_end *end)
 {
-	struct pollfd pfd = { .fd = end->close_ep, .events = POLLIN };
+	struct pollfd pfd = { .fd = end->sock, .events = POLLRDHUP };
 
-	return poll(&pfd, 1, 0) == 1;
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 /* One non-blocking read attempt; -EAGAIN if nothing is queued. */
@@ -346,12 +356,12 @@ int stream_set_timeouts(struct stream_end *end, int read_ms, int write_ms)
 
 int stream_read_notifier(const struct stream_end *end)
 {
-	return end->read_ep;
+	return lazy_watch(end, &end->read_ep, EPOLLIN);
 }
 
 int stream_close_notifier(const struct stream_end *end)
 {
-	return end->close_ep;
+	return lazy_watch(end, &end->close_ep, EPOLLRDHUP);
 }
 
 int stream_fd(const struct stream_end *end)
@@ -557,7 +567,7 @@ int stream_import(const char *desc, enum stream_blocking mode, struct stream_end
 	if (framing == STREAM_MESSAGE && size_sndbuf((int)fd, (size_t)max_msg))
 		return -EINVAL;
 	fl = fcntl((int)fd, F_GETFD);
-	if (fl < 0 || fcntl((int)fd, F_SETFD, fl | FD_CLOEXEC) < 0)
+	if (fl < 0 || (!(fl & FD_CLOEXEC) && fcntl((int)fd, F_SETFD, fl | FD_CLOEXEC) < 0))
 		return -errno;
 	ret = end_new((int)fd, framing, (size_t)max_msg, mode, out);
 	return ret;

@@ -96,7 +96,9 @@ int stream_set_blocking(struct stream_end *end, enum stream_blocking mode);
  * waits forever (the default).  Returns 0 or -EINVAL (< -1). */
 int stream_set_timeouts(struct stream_end *end, int read_ms, int write_ms);
 
-/* The pollable notifiers described above (owned by the end; do not close). */
+/* The pollable notifiers described above (owned by the end; do not close).
+ * Each is made on its first call (an end that is only watched through
+ * stream_fd never pays for them); -errno (-EMFILE, -ENOMEM) if that fails. */
 int stream_read_notifier(const struct stream_end *end);
 int stream_close_notifier(const struct stream_end *end);
 
