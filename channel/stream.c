@@ -78,7 +78,8 @@ static int watch(int sock, uint32_t events)
  */
 static int lazy_watch(const struct stream_end *end, const int *cslot, uint32_t events)
 {
-	int *slot = (int *)cslot;   /* ends are never defined const: the getters only promise not to change what they describe */
+	/* Ends are never defined const: the getters promise only not to change what they describe. */
+	int *slot = (int *)cslot;
 	int ep = __atomic_load_n(slot, __ATOMIC_ACQUIRE), none = -1;
 
 	if (ep >= 0)

@@ -26,9 +26,7 @@
 /* The status bits we implement, which raise the SCI: the power button only. */
 #define PM1_EVENTS           ACPI_PM1_PWRBTN
 /* The enable bits kept: those, and the two ACPICA enables at boot (ACPI 6.4, 4.8.3.1). */
-#define PM1_GBL_EN           0x0020
-#define PM1_RTC_EN           0x0400
-#define PM1_ENABLES          (PM1_EVENTS | PM1_GBL_EN | PM1_RTC_EN)
+#define PM1_ENABLES          (PM1_EVENTS | ACPI_PM1_GBL | ACPI_PM1_RTC)
 _Static_assert(X86_ACPI_PM1A_CNT - X86_ACPI_PM1A_EVT == 4, "PM1a_CNT follows the 4-byte event block");
 
 /* The SCI is level-triggered: high while an enabled status bit is set. Call with pm->lock held. */

@@ -77,6 +77,8 @@ int platform_save(struct vm *vm, struct snap_writer *w) WUR;
 int platform_snap_check(struct snap_reader *r) WUR;
 int platform_load(struct vm *vm, struct snap_reader *r) WUR;
 #define ACPI_PM1_PWRBTN 0x0100   /* PM1 status and enable: power button (ACPI 6.4, 4.8.3.1) */
+#define ACPI_PM1_GBL    0x0020   /* PM1 enable: global lock (GBL_EN) */
+#define ACPI_PM1_RTC    0x0400   /* PM1 enable: RTC wake (RTC_EN) */
 
 /* i8042: enough of the keyboard controller for probing and reboot=k. */
 struct i8042 {
