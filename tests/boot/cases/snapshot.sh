@@ -84,35 +84,46 @@ snap_continues() {
 		{ boot_fail "the restored guest complained: $(grep -a -e 'soft lockup' -e 'stall' "$log" | head -n 2)" "$log"; return 1; }
 }
 
-case_snapshot_restore() {
-	local log=$WORK/snap-src.log dir=$WORK/snap-count out at first t0 t1 i rc
+# snap_take DIR LOG SOCK: boots a counting guest, checks that a running VM
+# is refused, pauses it and snapshots it into DIR, then kills its vmm. Sets
+# SNAP_AT (the last count before the pause) and SNAP_MS (the snapshot's time).
+snap_take() {
+	local dir=$1 log=$2 out t0 t1
 	rm -rf "$dir"
-	if ! snap_start "$log" "$WORK/snap-src.sock" --kernel "$KERNEL" --initramfs "$INITRD" \
+	if ! snap_start "$log" "$3" --kernel "$KERNEL" --initramfs "$INITRD" \
 		--cmdline "$CMDLINE_BASE vmm.test=count" --cpus 2 --memory 256M --rng; then
 		snap_kill
 		nested_flaw "$log.stderr" "$log"
 		boot_fail "vmm did not come up: $(tail -n 2 "$log.stderr")" "$log"
-		return
+		return 1
 	fi
 	if ! snap_wait_count "$log" 3 "$BOOT_TIMEOUT"; then
 		snap_kill
 		nested_flaw "$log.stderr" "$log"
 		boot_fail "the guest never counted to 3: $(tail -n 1 "$log.stderr")" "$log"
-		return
+		return 1
 	fi
 	# A running VM is refused with 409, and nothing is written.
-	out=$(snap_api snapshot "$dir" 2>&1) && { snap_kill; boot_fail "a snapshot of a running VM was accepted" "$log"; return; }
-	grep -q "409 .*pause it" <<<"$out" || { snap_kill; boot_fail "snapshot of a running VM said: $out" "$log"; return; }
-	[ ! -e "$dir/state.dtb" ] || { snap_kill; boot_fail "a refused snapshot wrote $dir/state.dtb" "$log"; return; }
-	out=$(snap_api pause 2>&1) || { snap_kill; boot_fail "vmm ctl pause: $out" "$log"; return; }
-	at=$(snap_last_count "$log")
+	out=$(snap_api snapshot "$dir" 2>&1) && { snap_kill; boot_fail "a snapshot of a running VM was accepted" "$log"; return 1; }
+	grep -q "409 .*pause it" <<<"$out" || { snap_kill; boot_fail "snapshot of a running VM said: $out" "$log"; return 1; }
+	[ ! -e "$dir/state.dtb" ] || { snap_kill; boot_fail "a refused snapshot wrote $dir/state.dtb" "$log"; return 1; }
+	out=$(snap_api pause 2>&1) || { snap_kill; boot_fail "vmm ctl pause: $out" "$log"; return 1; }
+	SNAP_AT=$(snap_last_count "$log")
 	t0=$(date +%s%N)
-	out=$(snap_api snapshot "$dir" 2>&1) || { snap_kill; boot_fail "vmm ctl snapshot: $out" "$log"; return; }
+	out=$(snap_api snapshot "$dir" 2>&1) || { snap_kill; boot_fail "vmm ctl snapshot: $out" "$log"; return 1; }
 	t1=$(date +%s%N)
+	SNAP_MS=$(((t1 - t0) / 1000000))
 	[ -s "$dir/state.dtb" ] && [ "$(stat -c %s "$dir/memory")" -eq $((256 << 20)) ] ||
-		{ snap_kill; boot_fail "the snapshot lacks state.dtb or a 256 MiB memory file: $(ls -l "$dir")" "$log"; return; }
-	# Killed, not shut down: the restore owes nothing to the first process.
+		{ snap_kill; boot_fail "the snapshot lacks state.dtb or a 256 MiB memory file: $(ls -l "$dir")" "$log"; return 1; }
+	# Killed, not shut down: a restore owes nothing to the first process.
 	snap_kill
+	return 0
+}
+
+case_snapshot_restore() {
+	local dir=$WORK/snap-count out at
+	snap_take "$dir" "$WORK/snap-src.log" "$WORK/snap-src.sock" || return
+	at=$SNAP_AT
 
 	local rlog=$WORK/snap-restored.log
 	if ! snap_start "$rlog" "$WORK/snap-dst.sock" --restore "source_url=file://$dir"; then
@@ -143,7 +154,7 @@ case_snapshot_restore() {
 		{ nested_flaw "$rlog2.stderr" "$rlog2"; snap_kill; boot_fail "the second restore did not count on (last $(snap_last_count "$rlog2"))" "$rlog2"; return; }
 	snap_power_off "$rlog2" || return
 	snap_continues "$rlog2" "$at" || return
-	boot_pass "paused at count=$at; snapshot in $(((t1 - t0) / 1000000)) ms, $(du -k "$dir/memory" | cut -f1) KiB of 256 MiB on disk; restored twice, each counting on from $((at + 1))"
+	boot_pass "paused at count=$at; snapshot in $SNAP_MS ms, $(du -k "$dir/memory" | cut -f1) KiB of 256 MiB on disk; restored twice, each counting on from $((at + 1))"
 }
 
 # expect_restore_refused WHAT DIR [ARGS...]: vmm --restore exits 2 with one line mentioning WHAT.
@@ -159,10 +170,12 @@ expect_restore_refused() {
 	[ "$(grep -c . <<<"$out")" -le 2 ] || { boot_fail "restore of $dir said more than one line: $out"; return 1; }
 }
 
-# Bad snapshots, made from the one case_snapshot_restore wrote: each refused with one line, exit 2.
+# Bad snapshots, spoilt copies of a good one: each refused with one line,
+# exit 2. The good one is case_snapshot_restore's, or made here when that
+# case did not run in this nested host (a filter, or a restarted host).
 case_snapshot_bad_input() {
 	local good=$WORK/snap-count bad=$WORK/snap-bad
-	[ -s "$good/state.dtb" ] || { boot_fail "no snapshot from snapshot_restore to spoil"; return; }
+	[ -s "$good/state.dtb" ] || snap_take "$good" "$WORK/snap-good.log" "$WORK/snap-good.sock" || return
 	rm -rf "$bad"
 	mkdir -p "$bad"
 	cp --sparse=always "$good/memory" "$bad/memory"
