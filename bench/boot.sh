@@ -69,7 +69,8 @@ run_qemu() {
 
 thp() { cat "/sys/kernel/mm/transparent_hugepage/$1" 2>/dev/null || echo "(none)"; }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b) printf "%.2fx", a / b; else print "-" }'; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 # row NAME VMM_MEMORY QEMU_ARGS...: RUNS alternated pairs, then the row's medians.
 row() {

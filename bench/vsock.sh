@@ -83,8 +83,8 @@ run_qemu() {
 		-device "vhost-vsock-pci,guest-cid=$CID"
 }
 
-median() { sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 : >"$DIR/vmm.txt"
 : >"$DIR/qemu.txt"

@@ -522,6 +522,17 @@ int stream_export(struct stream_end *end, char *buf, size_t len)
 	return 0;
 }
 
+int stream_adopt(int fd, enum stream_framing framing, size_t max_msg, enum stream_blocking mode,
+		 struct stream_end **out)
+{
+	if (fd < 0 || check_params((uint32_t)framing, max_msg) ||
+	    (mode != STREAM_BLOCKING && mode != STREAM_NONBLOCKING))
+		return -EINVAL;
+	if (framing == STREAM_MESSAGE && size_sndbuf(fd, max_msg))
+		return -EINVAL;
+	return end_new(fd, framing, max_msg, mode, out);
+}
+
 /* Parses a decimal number without sign, spaces or overflow. */
 static const char *parse_u64(const char *s, uint64_t max, uint64_t *v)
 {

@@ -45,7 +45,7 @@ struct stream_end;
 
 /* Creates a connected pair.  max_msg (message mode; 0 = the default 64 KiB)
  * is the largest message either end may write.  Every end that accepts a
- * max_msg (here, stream_recv_end, stream_import) can write a message that
+ * max_msg (here, stream_recv_end, stream_import, stream_adopt) can write a message that
  * long: max_msg is at most 4 MiB (an AF_UNIX message is one kernel buffer)
  * and the socket send buffer is grown to hold it, within what the system
  * allows (net.core.wmem_max; about 415 KiB of max_msg with the defaults),
@@ -137,5 +137,17 @@ int stream_export(struct stream_end *end, char *buf, size_t len);
  * Returns 0 and sets *out. */
 __attribute__((warn_unused_result))
 int stream_import(const char *desc, enum stream_blocking mode, struct stream_end **out);
+
+/* Makes an end of a connected AF_UNIX socket this process made itself
+ * (accept4 or socket + connect, with SOCK_CLOEXEC) of the type framing needs:
+ * SOCK_STREAM for STREAM_BYTE (max_msg 0), SOCK_SEQPACKET for STREAM_MESSAGE.
+ * The caller vouches for the type and close-on-exec, so nothing is checked
+ * with a system call (stream_import checks a foreign fd); a message end's send
+ * buffer is sized as for stream_pair.  On success the end owns fd.  Returns 0
+ * and sets *out, -EINVAL (bad parameters, or a send buffer that cannot carry
+ * max_msg; fd left open) or -ENOMEM. */
+__attribute__((warn_unused_result))
+int stream_adopt(int fd, enum stream_framing framing, size_t max_msg, enum stream_blocking mode,
+		 struct stream_end **out);
 
 #endif /* CHANNEL_STREAM_H */

@@ -171,6 +171,13 @@ struct virtio_dev {
 	uint64_t driver_features;      /* accepted by the driver, valid from activate() on */
 	uint32_t config_size;
 	unsigned num_queues;
+	/*
+	 * MSI-X table entries: 0 = one per queue and one for config changes, so
+	 * Linux gives each queue its own interrupt (and spreads them over vCPUs);
+	 * 2 = config and one vector all queues share, which Linux takes when the
+	 * table is too small for one each: every queue's interrupt on one vCPU.
+	 */
+	unsigned msix_vectors;
 	uint16_t queue_max_size;       /* largest queue size offered, power of two */
 	/* vqs[0 .. num_queues) are set up (virtq_init) by the transport when it adds the device. */
 	struct virtq vqs[VIRTIO_MAX_QUEUES];

@@ -988,6 +988,8 @@ static int check_device(const struct virtio_dev *vdev)
 		return -EINVAL;
 	if (vdev->config_size > VPCI_DEVICE_CFG_MAX)
 		return -EINVAL;
+	if (vdev->msix_vectors && (vdev->msix_vectors < 2 || vdev->msix_vectors > vdev->num_queues + 1))
+		return -EINVAL;
 	return 0;
 }
 
@@ -1012,7 +1014,7 @@ int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, struct pci_b
 		      1ULL << VIRTIO_F_EVENT_IDX | 1ULL << VIRTIO_F_INDIRECT_DESC |
 		      1ULL << VIRTIO_F_RING_RESET;
 	vp->config_vector = VIRTIO_MSI_NO_VECTOR;
-	vp->nvec = vdev->num_queues + 1;
+	vp->nvec = vdev->msix_vectors ? vdev->msix_vectors : vdev->num_queues + 1;
 	pthread_mutex_init(&vp->lock, NULL);
 	pthread_mutex_init(&vp->msix_lock, NULL);
 	pthread_mutex_init(&vdev->cfg_lock, NULL);
@@ -1336,8 +1338,8 @@ static int vpci_snap_check(const void *obj, char *err, size_t errlen)
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -EINVAL; } while (0)
 	if (!st->num_queues)
 		FAIL("queue.size: no queues");
-	if (st->nvec != st->num_queues + 1)
-		FAIL("msix.ctrl: %u vectors for %u queues; the transport has one per queue and one more",
+	if (st->nvec < 2 || st->nvec > st->num_queues + 1)
+		FAIL("msix.ctrl: %u vectors for %u queues; the transport has 2 to one per queue and one more",
 		     st->nvec, st->num_queues);
 	if (st->status & ~VPCI_STATUS_BITS)
 		FAIL("status: %#x has bits a driver cannot set", st->status);
@@ -1548,6 +1550,9 @@ static int check_against(struct virtio_pci *vp, const struct vpci_snap *st, stru
 	if (st->num_queues != vdev->num_queues)
 		return snap_fail(r, node, "num_queues: the snapshot's %s has %u queues, this one %u",
 				 vdev->ops->name, st->num_queues, vdev->num_queues);
+	if (st->nvec != vp->nvec)
+		return snap_fail(r, node, "msix.ctrl: the snapshot's %s has %u MSI-X vectors, this one %u",
+				 vdev->ops->name, st->nvec, vp->nvec);
 	if ((st->status & VIRTIO_STATUS_FEATURES_OK) && extra)
 		return snap_fail(r, node, "driver_features: %#llx accepts %#llx, which this %s does "
 				 "not offer (%#llx)", (unsigned long long)st->driver_features,

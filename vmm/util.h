@@ -56,6 +56,12 @@ extern int vmm_verbosity;
 int log_ratelimit(uint64_t *last_ns);
 
 uint64_t monotonic_ns(void);
+/*
+ * CLOCK_MONOTONIC as of the last scheduler tick: never ahead of
+ * monotonic_ns(), behind it by at most a tick (1-10 ms), and read without a
+ * system call or a clock device. For deadlines of seconds.
+ */
+uint64_t monotonic_coarse_ns(void);
 
 /*
  * Read exactly len bytes at offset off of fd into buf, retrying short reads

@@ -14,7 +14,6 @@
 #include "devices/vsock/mux.h"
 
 #define BRIDGE_TICK_NS   (500ull * 1000 * 1000)
-#define BRIDGE_ACCEPTS   32u   /* clients taken per listening-socket callback */
 /* PATH_<port>: room for '_' and ten digits. */
 #define BRIDGE_PATH_MAX  (sizeof(((struct sockaddr_un *)0)->sun_path) - 12)
 
@@ -119,7 +118,6 @@ static void hs_connected(void *opaque, int result, uint32_t local_port)
 static void hs_line(struct hs *h)
 {
 	struct vsock_bridge *b = h->b;
-	char desc[64];
 	uint32_t port;
 	int r;
 
@@ -129,8 +127,8 @@ static void hs_line(struct hs *h)
 	}
 	evloop_fd_remove(h->reg);
 	h->reg = NULL;
-	snprintf(desc, sizeof(desc), "stream:%d:b:0", h->fd);
-	r = stream_import(desc, STREAM_NONBLOCKING, &h->end);
+	/* Ours from accept4: a close-on-exec SOCK_STREAM. */
+	r = stream_adopt(h->fd, STREAM_BYTE, 0, STREAM_NONBLOCKING, &h->end);
 	if (r < 0) {
 		hs_drop(h, "cannot wrap the socket");
 		return;
@@ -194,53 +192,53 @@ static void hs_event(void *opaque, int fd, uint32_t events)
 	(void)hs_take(opaque);
 }
 
+/*
+ * One client per call: the listening socket is level-triggered, so a burst
+ * takes one loop turn per client, and a lone client costs no accept4 that
+ * only says EAGAIN.
+ */
 static void listen_event(void *opaque, int fd, uint32_t events)
 {
 	struct vsock_bridge *b = opaque;
+	int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	struct hs *h;
 
 	(void)events;
-	for (unsigned i = 0; i < BRIDGE_ACCEPTS; i++) {
-		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct hs *h;
-
-		if (cfd < 0) {
-			/* Out of fds (EMFILE, ENFILE, ENOMEM): the client waits in the backlog,
-			 * and the level-triggered socket must not spin the loop meanwhile. */
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED &&
-			    evloop_fd_modify(b->lreg, 0) == 0) {
-				b->accept_paused = true;
-				pr_guest_err("vsock bridge: cannot accept a client: %s; pausing", strerror(errno));
-			}
-			return;
+	if (cfd < 0) {
+		/* Out of fds (EMFILE, ENFILE, ENOMEM): the client waits in the backlog,
+		 * and the level-triggered socket must not spin the loop meanwhile. */
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED &&
+		    evloop_fd_modify(b->lreg, 0) == 0) {
+			b->accept_paused = true;
+			pr_guest_err("vsock bridge: cannot accept a client: %s; pausing", strerror(errno));
 		}
-		if (b->npending >= VSOCK_BRIDGE_MAX_PENDING) {
-			pr_guest_err("vsock bridge: %u handshakes in progress; closed a client",
-				     VSOCK_BRIDGE_MAX_PENDING);
-			close(cfd);
-			continue;
-		}
-		h = calloc(1, sizeof(*h));
-		if (!h) {
-			close(cfd);
-			continue;
-		}
-		h->b = b;
-		h->fd = cfd;
-		h->deadline_ns = monotonic_ns() + (uint64_t)VSOCK_BRIDGE_HANDSHAKE_MS * 1000000ull;
-		hs_link(&b->pending, h);
-		b->npending++;
-		/* The line is often there already: no poll registration for it then. */
-		if (hs_take(h) != HS_MORE)
-			continue;
-		if (evloop_fd_add(b->loop, cfd, EPOLLIN, hs_event, h, &h->reg) < 0)
-			hs_drop(h, "cannot watch the client");
+		return;
 	}
+	if (b->npending >= VSOCK_BRIDGE_MAX_PENDING) {
+		pr_guest_err("vsock bridge: %u handshakes in progress; closed a client",
+			     VSOCK_BRIDGE_MAX_PENDING);
+		close(cfd);
+		return;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		close(cfd);
+		return;
+	}
+	h->b = b;
+	h->fd = cfd;
+	h->deadline_ns = monotonic_coarse_ns() + (uint64_t)VSOCK_BRIDGE_HANDSHAKE_MS * 1000000ull;
+	hs_link(&b->pending, h);
+	b->npending++;
+	/* The line is often there already: no poll registration for it then. */
+	if (hs_take(h) == HS_MORE && evloop_fd_add(b->loop, cfd, EPOLLIN, hs_event, h, &h->reg) < 0)
+		hs_drop(h, "cannot watch the client");
 }
 
 static void bridge_tick(void *opaque, uint64_t expirations)
 {
 	struct vsock_bridge *b = opaque;
-	uint64_t now = monotonic_ns();
+	uint64_t now = monotonic_coarse_ns();
 	struct hs *h, *next;
 
 	(void)expirations;
@@ -259,7 +257,6 @@ static int bridge_guest_connect(void *opaque, uint32_t port, enum vsock_type typ
 {
 	struct vsock_bridge *b = opaque;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char desc[64];
 	int fd, r;
 
 	/* The path's length was checked at creation: PATH_<10 digits> fits. */
@@ -276,9 +273,10 @@ static int bridge_guest_connect(void *opaque, uint32_t port, enum vsock_type typ
 		close(fd);
 		return r == -EAGAIN ? -ECONNREFUSED : r;
 	}
-	snprintf(desc, sizeof(desc), "stream:%d:%s", fd,
-		 type == VSOCK_SEQPACKET ? "m:65536" : "b:0");
-	r = stream_import(desc, STREAM_NONBLOCKING, dev_end);
+	if (type == VSOCK_SEQPACKET)
+		r = stream_adopt(fd, STREAM_MESSAGE, VSOCK_MAX_MSG, STREAM_NONBLOCKING, dev_end);
+	else
+		r = stream_adopt(fd, STREAM_BYTE, 0, STREAM_NONBLOCKING, dev_end);
 	if (r < 0)
 		close(fd);
 	return r;

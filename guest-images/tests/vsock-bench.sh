@@ -20,4 +20,6 @@ vsockt -t 900 listen 5001 recv "$bytes" >/tmp/h2g.out 2>&1 || rc=1
 vsockt -t 600 -q -n $((pings + 1)) listen 5003 echo >/dev/null 2>&1 || rc=1
 sed 's/^/g2h_/; s/ / g2h_/g' /tmp/g2h.out | tr ' ' '\n'
 sed 's/^/h2g_/; s/ / h2g_/g' /tmp/h2g.out | tr ' ' '\n'
+# Where the device's interrupts landed, per vCPU (the console only; the host ignores it).
+grep -e virtio -e CPU /proc/interrupts | sed 's/^/irq: /'
 exit $rc

@@ -39,6 +39,8 @@
 #   KVM_HOST_DEBUG=1          verbose L1 kernel; its console log is kept and named
 #   KVM_HOST_BUILD=DIR        the build/ folder shared read-write (default: the
 #                             repository's build/); guest images come from DIR/guest
+#   KVM_HOST_LOCK=FILE        the lock that keeps nested hosts one at a time on
+#                             this machine (default /tmp/vmm-kvm-host.lock)
 # Exit status: CMD's; 124 on timeout; 125 if the nested host could not run it
 # (died 1 + --retries times, or could not be built or booted).
 set -uo pipefail
@@ -288,6 +290,19 @@ boot_l1() {
 	fi
 }
 
+# One nested host at a time on this machine: two share its CPUs, which doubles
+# every emulated time and pushes tests past their deadlines. A second caller
+# waits here (before its deadline starts) and says so. QEMU inherits the lock,
+# so an L1 left running by a killed caller still holds it.
+lock=${KVM_HOST_LOCK:-/tmp/vmm-kvm-host.lock}
+if { exec 8>>"$lock"; } 2>/dev/null; then
+	if ! flock -n 8; then
+		echo "$prog: another nested KVM host runs on this machine (lock $lock); waiting for it to end" >&2
+		flock 8
+	fi
+else
+	echo "$prog: cannot open $lock; not waiting for other nested KVM hosts" >&2
+fi
 deadline=$(awk -v n="$(now)" -v t="$timeout_s" 'BEGIN { printf "%.3f", n + t }')
 # (run-vmm.sh has already said why in tty mode.)
 [ -n "$tty" ] || echo "$prog: $kvm_reason: booting the nested KVM host (QEMU TCG, $cpus CPUs, $mem)" >&2

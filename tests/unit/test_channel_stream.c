@@ -338,6 +338,48 @@ static void test_hand_over_exec(void **state)
 	stream_close(a);
 }
 
+/* Adopting sockets this process made: both framings carry data and EOF; bad parameters refused. */
+static void test_adopt(void **state)
+{
+	struct stream_end *got, *peer;
+	char buf[8];
+	int sp[2], mp[2];
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, mp), 0);
+	assert_int_equal(stream_adopt(-1, STREAM_BYTE, 0, STREAM_BLOCKING, &got), -EINVAL);
+	assert_int_equal(stream_adopt(sp[0], STREAM_BYTE, 5, STREAM_BLOCKING, &got), -EINVAL);
+	assert_int_equal(stream_adopt(mp[0], STREAM_MESSAGE, 0, STREAM_BLOCKING, &got), -EINVAL);
+	assert_int_equal(stream_adopt(mp[0], STREAM_MESSAGE, (4u << 20) + 1, STREAM_BLOCKING,
+				      &got), -EINVAL);
+	assert_int_equal(stream_adopt(sp[0], STREAM_BYTE, 0, (enum stream_blocking)7, &got), -EINVAL);
+
+	assert_int_equal(stream_adopt(sp[0], STREAM_BYTE, 0, STREAM_NONBLOCKING, &got), 0);
+	assert_int_equal(stream_fd(got), sp[0]);
+	assert_int_equal(stream_read(got, buf, sizeof(buf)), -EAGAIN);
+	assert_int_equal(write(sp[1], "abc", 3), 3);
+	assert_int_equal(stream_read(got, buf, sizeof(buf)), 3);
+	assert_memory_equal(buf, "abc", 3);
+	assert_int_equal(stream_write(got, "xy", 2), 2);
+	assert_int_equal(read(sp[1], buf, sizeof(buf)), 2);
+	close(sp[1]);
+	assert_int_equal(stream_read(got, buf, sizeof(buf)), 0);
+	stream_close(got);  /* closes sp[0] */
+
+	/* A message end: boundaries kept both ways. */
+	assert_int_equal(stream_adopt(mp[0], STREAM_MESSAGE, 4096, STREAM_BLOCKING, &got), 0);
+	assert_int_equal(stream_adopt(mp[1], STREAM_MESSAGE, 4096, STREAM_BLOCKING, &peer), 0);
+	assert_int_equal(stream_write(peer, "one", 3), 3);
+	assert_int_equal(stream_write(peer, "two!", 4), 4);
+	assert_int_equal(stream_read(got, buf, sizeof(buf)), 3);
+	assert_int_equal(stream_read(got, buf, sizeof(buf)), 4);
+	assert_memory_equal(buf, "two!", 4);
+	stream_close(peer);
+	assert_int_equal(stream_read(got, buf, sizeof(buf)), 0);
+	stream_close(got);
+}
+
 static void test_import_rejects_bad_descriptions(void **state)
 {
 	struct stream_end *a, *b, *got;
@@ -669,6 +711,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_hand_over_scm_rights),
 		cmocka_unit_test(test_hand_over_exec),
 		cmocka_unit_test(test_import_rejects_bad_descriptions),
+		cmocka_unit_test(test_adopt),
 		cmocka_unit_test(test_recv_end_rejects_garbage),
 		cmocka_unit_test(test_max_msg_is_carried_or_refused),
 		cmocka_unit_test(test_oversized_message_stays_queued),

@@ -236,7 +236,8 @@ static void fx_attach(struct fx *f)
 	f->bar2 = pci_bar_decode(&f->vp.pci, VPCI_BAR);
 }
 
-static struct fx *fx_fake(const struct virtio_dev_ops *ops, uint32_t token)
+/* A fake device with two queues and `vectors` MSI-X vectors (0: one per queue and one more). */
+static struct fx *fx_fake_vectors(const struct virtio_dev_ops *ops, uint32_t token, unsigned vectors)
 {
 	struct fx *f = fx_new();
 
@@ -247,10 +248,16 @@ static struct fx *fx_fake(const struct virtio_dev_ops *ops, uint32_t token)
 	snprintf(f->vdev.id, sizeof(f->vdev.id), "fake0");
 	f->vdev.device_features = 1ULL << FEAT_DEV;
 	f->vdev.num_queues = 2;
+	f->vdev.msix_vectors = vectors;
 	f->vdev.queue_max_size = QSIZE;
 	assert_int_equal(virtq_chain_init(&f->dev.chain, QSIZE), 0);
 	fx_attach(f);
 	return f;
+}
+
+static struct fx *fx_fake(const struct virtio_dev_ops *ops, uint32_t token)
+{
+	return fx_fake_vectors(ops, token, 0);
 }
 
 static void fx_free(struct fx *f)
@@ -337,7 +344,10 @@ static void setup_queue(struct fx *f, unsigned q, uint16_t vector)
 	CW(f, VIRTIO_PCI_COMMON_Q_ENABLE, 1, 2);
 }
 
-/* 3.1.1: features, MSI-X on with vector v's data 0x40 + v, every queue q on vector q + 1, DRIVER_OK. */
+/*
+ * 3.1.1: features, MSI-X on with vector v's data 0x40 + v, every queue q on
+ * vector q + 1 (or the last one, when the table is smaller), DRIVER_OK.
+ */
 static void bring_up(struct fx *f, uint64_t features)
 {
 	uint64_t ctrl = cfg_addr(f, f->vp.msix_cap + 2);
@@ -351,11 +361,11 @@ static void bring_up(struct fx *f, uint64_t features)
 	CW(f, VIRTIO_PCI_COMMON_STATUS, 0x0b, 1);
 	assert_int_equal(status(f), 0x0b);
 	wr(f, ctrl, (rd(f, ctrl, 2) & 0x7ff) | PCI_MSIX_CTRL_ENABLE, 2);
-	for (unsigned v = 0; v <= f->vdev.num_queues; v++)
+	for (unsigned v = 0; v < f->vp.nvec; v++)
 		program_vector(f, v, 0x40 + v);
 	CW(f, VIRTIO_PCI_COMMON_MSIX, 0, 2);
 	for (unsigned q = 0; q < f->vdev.num_queues; q++)
-		setup_queue(f, q, (uint16_t)(q + 1));
+		setup_queue(f, q, (uint16_t)MIN(q + 1, f->vp.nvec - 1));
 	CW(f, VIRTIO_PCI_COMMON_STATUS, 0x0f, 1);
 	assert_int_equal(status(f), 0x0f);
 }
@@ -565,6 +575,46 @@ static void test_transport_round_trip(void **state)
 	assert_int_equal(virtio_pci_resume(&a->vp), 0);
 	fx_free(a);
 	fx_free(b);
+}
+
+/*
+ * Queues sharing one vector (vsock's table of two): saved and restored as
+ * they were; a snapshot's table of another size is refused by name.
+ */
+static void test_transport_shared_vector(void **state)
+{
+	struct fx *a = fx_fake_vectors(&fdev_ops, 5, 2), *b = fx_fake_vectors(&fdev_ops, 5, 2);
+	struct fx *c = fx_fake(&fdev_ops, 5);
+	struct seg seg = { BUF, 64, true };
+	struct snap s;
+
+	(void)state;
+	bring_up(a, F_BASIC | 1ULL << FEAT_DEV);
+	assert_int_equal(virtio_pci_pause(&a->vp), 0);
+	assert_int_equal(snap_transport(&s, a), 0);
+	copy_ram(b, a);
+	assert_int_equal(virtio_pci_load(&b->vp, &s.r, s.node), 0);
+	for (unsigned q = 0; q < 2; q++) {
+		CW(b, VIRTIO_PCI_COMMON_Q_SELECT, q, 2);
+		assert_int_equal(CR(b, VIRTIO_PCI_COMMON_Q_MSIX, 2), 1);
+	}
+	assert_true(has_msi_route(&b->kvm, 0x41));
+	assert_int_equal(virtio_pci_resume(&b->vp), 0);
+	offer_chain(b, 1, 1, &seg, 1);
+	kick(b, 1);
+	loop_until_used(b, 1, 1);
+	assert_int_equal(irqs(b, 1), 1);
+
+	/* Into a transport with a vector per queue: refused before anything is applied. */
+	copy_ram(c, a);
+	assert_int_equal(virtio_pci_load(&c->vp, &s.r, s.node), -EINVAL);
+	assert_non_null(strstr(s.r.err, "msix.ctrl: the snapshot's fake has 2 MSI-X vectors, this one 3"));
+	assert_int_equal(status(c), 0);
+	snap_done(&s);
+	assert_int_equal(virtio_pci_resume(&a->vp), 0);
+	fx_free(a);
+	fx_free(b);
+	fx_free(c);
 }
 
 /* A device that never got DRIVER_OK comes back as it was: not activated, queues off. */
@@ -1040,6 +1090,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tables_are_valid),
 		cmocka_unit_test(test_transport_round_trip),
+		cmocka_unit_test(test_transport_shared_vector),
 		cmocka_unit_test(test_transport_before_driver_ok),
 		cmocka_unit_test(test_transport_without_save_is_refused),
 		cmocka_unit_test(test_transport_corrupt_fields),

@@ -260,7 +260,8 @@ static void fx_bus(struct fx *f)
 	assert_int_equal(irq_router_init_ops(&f->irq, &fake_ops, &f->kvm), 0);
 }
 
-static int setup(void **state)
+/* The fake device (two queues) with `vectors` MSI-X vectors (0: one per queue and one more). */
+static int setup_vectors(void **state, unsigned vectors)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 
@@ -273,6 +274,7 @@ static int setup(void **state)
 	f->vdev.device_features = 1ULL << FEAT_DEV;
 	f->vdev.config_size = sizeof(f->dev.cfg);
 	f->vdev.num_queues = 2;
+	f->vdev.msix_vectors = vectors;
 	f->vdev.queue_max_size = QSIZE;
 	assert_int_equal(virtq_chain_init(&f->dev.chain, QSIZE), 0);
 	assert_int_equal(virtio_pci_init(&f->vp, &f->vdev, &f->pb, &f->irq, f->vm.loop), 0);
@@ -280,6 +282,16 @@ static int setup(void **state)
 	f->bar2 = pci_bar_decode(&f->vp.pci, VPCI_BAR);
 	*state = f;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_vectors(state, 0);
+}
+
+static int setup_shared(void **state)
+{
+	return setup_vectors(state, 2);
 }
 
 static int teardown(void **state)
@@ -719,6 +731,48 @@ static void test_kick_used_and_msix(void **state)
 	assert_int_equal(virtio_pci_queue_call_fd(&f->vp, 1), notifier_fd(&f->vp.vec[2].irqfd));
 	assert_int_equal(virtio_pci_queue_kick_fd(&f->vp, 2), -1);
 	assert_int_equal(virtio_pci_queue_call_fd(&f->vp, 9), -1);
+}
+
+/*
+ * A table of two (vsock's): config and one vector the queues share. The
+ * capability says so, a queue cannot take vector 2, and both queues' used
+ * buffers raise vector 1. A device asking for 1 vector, or more than one per
+ * queue and one more, is refused.
+ */
+static void test_shared_vector(void **state)
+{
+	struct fx *f = *state;
+	struct virtio_pci other;
+
+	assert_int_equal(rd(f, cfg_addr(f, f->vp.msix_cap + 2), 2) & 0x7ff, 1);
+	assert_true(negotiate(f, STD_FEATURES) & VIRTIO_STATUS_FEATURES_OK);
+	CW(f, VIRTIO_PCI_COMMON_Q_SELECT, 1, 2);
+	CW(f, VIRTIO_PCI_COMMON_Q_MSIX, 2, 2);
+	assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_MSIX, 2), VIRTIO_MSI_NO_VECTOR);
+	msix_enable(f, 0);
+	for (unsigned v = 0; v < 2; v++)
+		program_vector(f, v, 0xfee00000, 0x40 + v, false);
+	CW(f, VIRTIO_PCI_COMMON_MSIX, 0, 2);
+	setup_queue(f, 0, 1);
+	setup_queue(f, 1, 1);
+	CW(f, VIRTIO_PCI_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+	   VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK, 1);
+	assert_int_equal(status(f), 0x0f);
+	for (unsigned q = 0; q < 2; q++) {
+		CW(f, VIRTIO_PCI_COMMON_Q_SELECT, q, 2);
+		assert_int_equal(CR(f, VIRTIO_PCI_COMMON_Q_MSIX, 2), 1);
+		offer(f, q, 1, BUF + q * 0x100, 16);
+		kick(f, q);
+		assert_int_equal(run_loop(f), 1);
+		assert_int_equal(used_idx(f, q), 1);
+		assert_int_equal(irqs(f, 1), 1);
+		assert_int_equal(irqs(f, 0), 0);
+	}
+	f->vdev.msix_vectors = 1;
+	assert_int_equal(virtio_pci_init(&other, &f->vdev, &f->pb, &f->irq, f->vm.loop), -EINVAL);
+	f->vdev.msix_vectors = 4;
+	assert_int_equal(virtio_pci_init(&other, &f->vdev, &f->pb, &f->irq, f->vm.loop), -EINVAL);
+	f->vdev.msix_vectors = 2;
 }
 
 static void test_msix_mask_pba_and_garbage(void **state)
@@ -1998,6 +2052,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_feature_negotiation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_register_validation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kick_used_and_msix, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shared_vector, setup_shared, teardown),
 		cmocka_unit_test_setup_teardown(test_msix_mask_pba_and_garbage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_chain_needs_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_from_every_state, setup, teardown),
