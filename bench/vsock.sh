@@ -10,7 +10,7 @@
 # in the nested KVM host where there is none (emulated there: read the
 # ratios, not the figures).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 RUNS=${RUNS:-3}
 CPUS=${CPUS:-2}
@@ -55,9 +55,16 @@ run() {
 	hp=$!
 	timeout 1200 "$@" </dev/null >"$DIR/$name.out" 2>&1 &
 	vm=$!
-	# One thing at a time, so the figures do not disturb each other.
+	# One thing at a time, so the figures do not disturb each other. A VMM
+	# that ends first (its guest failed) ends the wait.
+	while kill -0 "$hp" 2>/dev/null; do
+		kill -0 "$vm" 2>/dev/null || { sleep 2; kill "$hp" 2>/dev/null; }
+		sleep 1
+	done
 	wait "$hp"
-	if [ "$kind" = bridge ]; then
+	if ! kill -0 "$vm" 2>/dev/null; then
+		:  # nothing left to measure
+	elif [ "$kind" = bridge ]; then
 		"$TOOL" -t 900 -r 120 uconnect "$DIR/v.sock" 5001 send "$BYTES" >"$h2g" 2>&1
 		"$TOOL" -t 600 -r 120 uconnect "$DIR/v.sock" 5003 pingpong "$VSOCK_PINGS" >"$rtt" 2>&1
 	else
@@ -65,9 +72,14 @@ run() {
 		"$TOOL" -t 600 -r 120 connect "$CID" 5003 pingpong "$VSOCK_PINGS" >"$rtt" 2>&1
 	fi
 	wait "$vm"
-	printf '%s %s %s\n' "$(sed -n 's/.*MBps=//p' "$g2h" | head -n1)" \
-		"$(sed -n 's/.*MBps=//p' "$h2g" | head -n1)" "$(sed -n 's/.* us=\([0-9]*\).*/\1/p' "$rtt" | head -n1)" |
-		awk '{ printf "%s %s %s\n", $1 + 0, $2 + 0, $3 + 0 }'
+	set -- "$(sed -n 's/.*MBps=//p' "$g2h" | head -n1)" "$(sed -n 's/.*MBps=//p' "$h2g" | head -n1)" \
+		"$(sed -n 's/.* us=\([0-9]*\).*/\1/p' "$rtt" | head -n1)"
+	if [ -z "$1" ] || [ -z "$2" ] || [ -z "$3" ]; then
+		# Said now, while this run's files are still there.
+		echo "  $name: a run without all its figures; its end:" >&2
+		tail -n 6 "$DIR/$name.out" "$DIR/$name.log" "$g2h" "$h2g" "$rtt" 2>/dev/null | sed 's/^/  | /' >&2
+	fi
+	echo "${1:-0} ${2:-0} ${3:-0}"
 }
 
 run_vmm() {
@@ -98,19 +110,12 @@ for i in $(seq 1 "$RUNS"); do
 		"$i" "$(tail -n1 "$DIR/vmm.txt")" "$(tail -n1 "$DIR/qemu.txt")"
 	printf '         round trips: vmm %s; qemu %s\n' "$(cat "$DIR/vmm.rtt")" "$(cat "$DIR/qemu.rtt" 2>/dev/null)"
 done
-for f in vmm qemu; do
-	[ -s "$DIR/$f.txt" ] || continue
-	if grep -q '^0 \| 0 \| 0$' "$DIR/$f.txt"; then
-		echo "  warning: some $f runs produced no figures; the end of the last one:"
-		tail -n 5 "$DIR/$f.out" "$DIR/$f.log" "$DIR/$f.g2h" "$DIR/$f.h2g" "$DIR/$f.rtt" 2>/dev/null | sed 's/^/  | /'
-	fi
-done
-
 printf '\n%-34s %12s %12s %12s\n' "" "vmm" "qemu" "vmm/qemu"
 col=1
 for row in "guest->host (MB/s)" "host->guest (MB/s)" "connect + echo round trip (us)"; do
-	v=$(cut -d' ' -f$col "$DIR/vmm.txt" | median)
-	q=$(cut -d' ' -f$col "$DIR/qemu.txt" | median)
+	# A failed run's 0 is no figure: left out of the medians (and said above).
+	v=$(cut -d' ' -f$col "$DIR/vmm.txt" | grep -vx 0 | median)
+	q=$(cut -d' ' -f$col "$DIR/qemu.txt" | grep -vx 0 | median)
 	printf '%-34s %12s %12s %12s\n' "$row" "$v" "$q" "$(ratio "$v" "$q")"
 	col=$((col + 1))
 done
