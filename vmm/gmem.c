@@ -4,11 +4,15 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/memfd.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef MFD_HUGE_2MB
@@ -133,6 +137,183 @@ static void gmem_init(struct gmem *gm, uint64_t ram_size, enum gmem_backing back
 	gm->ram_size = ram_size;
 }
 
+/*
+ * An unnamed file of size bytes on a tmpfs instance of its own, made with
+ * huge=always and attached nowhere (fsopen, fsmount, O_TMPFILE): its pages
+ * are 2 MiB whatever shmem_enabled says (unless "deny"). The instance's size
+ * is the file's, so the file can never meet ENOSPC (a SIGBUS) while it grows
+ * into its pages; limit is that size in bytes, as a string. Needs
+ * CAP_SYS_ADMIN over the caller's mount namespace. The fd or -errno.
+ */
+static int huge_tmpfs_here(uint64_t size, const char *limit)
+{
+	int fsfd, mfd, fd, e;
+
+	fsfd = fsopen("tmpfs", FSOPEN_CLOEXEC);
+	if (fsfd < 0)
+		return -errno;
+	if (fsconfig(fsfd, FSCONFIG_SET_STRING, "huge", "always", 0) < 0 ||
+	    fsconfig(fsfd, FSCONFIG_SET_STRING, "size", limit, 0) < 0 ||
+	    fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+		e = errno;
+		close(fsfd);
+		return -e;
+	}
+	mfd = fsmount(fsfd, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+	e = errno;
+	close(fsfd);
+	if (mfd < 0)
+		return -e;
+	/* The open file holds the detached mount; nothing else needs it. */
+	fd = openat(mfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	e = errno;
+	close(mfd);
+	if (fd < 0)
+		return -e;
+	if (ftruncate(fd, (off_t)size) < 0) {
+		e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+static bool write_str(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	size_t len = strlen(s);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = write(fd, s, len) == (ssize_t)len;
+	close(fd);
+	return ok;
+}
+
+/*
+ * huge_tmpfs_here() for a caller without CAP_SYS_ADMIN: a child process
+ * makes a user namespace of its own (where it has that capability over a new
+ * mount namespace), makes the file there and passes it back. The child
+ * only makes system calls between fork and _exit (its strings are made before
+ * the fork), so a threaded caller is safe.
+ */
+static int huge_tmpfs_in_userns(uint64_t size, const char *limit)
+{
+	char uid_map[32], gid_map[32], ctl[CMSG_SPACE(sizeof(int))] = { 0 };
+	int sv[2], err = 0, fd = -1, status;
+	struct iovec iov = { .iov_base = &err, .iov_len = sizeof(err) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *cm;
+	pid_t pid;
+	ssize_t n;
+
+	snprintf(uid_map, sizeof(uid_map), "0 %u 1\n", (unsigned)geteuid());
+	snprintf(gid_map, sizeof(gid_map), "0 %u 1\n", (unsigned)getegid());
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		err = -errno;
+		close(sv[0]);
+		close(sv[1]);
+		return err;
+	}
+	if (pid == 0) {
+		if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
+			err = -errno;
+		else if (!write_str("/proc/self/setgroups", "deny") ||
+			 !write_str("/proc/self/uid_map", uid_map) ||
+			 !write_str("/proc/self/gid_map", gid_map))
+			err = -EPERM;
+		else if ((fd = huge_tmpfs_here(size, limit)) < 0)
+			err = fd;
+		if (fd >= 0) {
+			msg.msg_control = ctl;
+			msg.msg_controllen = sizeof(ctl);
+			cm = CMSG_FIRSTHDR(&msg);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+		}
+		_exit(sendmsg(sv[1], &msg, MSG_NOSIGNAL) < 0);
+	}
+	close(sv[1]);
+	msg.msg_control = ctl;
+	msg.msg_controllen = sizeof(ctl);
+	do
+		n = recvmsg(sv[0], &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		err = -errno;
+	else if (n != sizeof(err))
+		err = -EPROTO;
+	close(sv[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	cm = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
+	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+	    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	else
+		fd = -1;
+	if (fd >= 0 && err == 0)
+		return fd;
+	if (fd >= 0)
+		close(fd);
+	return err ? err : -EPROTO;
+}
+
+int gmem_huge_tmpfs_fd(uint64_t size, bool own_userns)
+{
+	char limit[32];
+	int fd;
+
+	snprintf(limit, sizeof(limit), "%" PRIu64, (uint64_t)ALIGN_UP(size, GMEM_HUGE_PAGE_SIZE));
+	if (own_userns)
+		return huge_tmpfs_in_userns(size, limit);
+	fd = huge_tmpfs_here(size, limit);
+	return fd == -EPERM ? huge_tmpfs_in_userns(size, limit) : fd;
+}
+
+/* True when shmem_enabled holds a memfd to 4 KiB pages: "[never]" (the default). */
+static bool shmem_thp_never(void)
+{
+	char buf[128] = "";
+	int fd = open("/sys/kernel/mm/transparent_hugepage/shmem_enabled", O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return false; /* no THP at all: nothing to gain */
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n > 0)
+		buf[n] = 0;
+	return strstr(buf, "[never]") != NULL;
+}
+
+/*
+ * GMEM_SHARED's file: a sealed memfd when the host's shmem THP policy gives
+ * it huge pages (or forbids them everywhere); where the policy is "never" (the
+ * default), a file on a huge=always tmpfs of our own, which cannot be sealed.
+ * The memfd too when that tmpfs cannot be made (gm->huge_tmpfs_err says why).
+ */
+static int shared_fd(struct gmem *gm, uint64_t ram_size)
+{
+	int fd;
+
+	if (gm->backing == GMEM_SHARED && shmem_thp_never()) {
+		fd = gmem_huge_tmpfs_fd(ram_size, false);
+		if (fd >= 0) {
+			gm->huge_tmpfs = true;
+			return fd;
+		}
+		gm->huge_tmpfs_err = -fd;
+	}
+	return -1;
+}
+
 int gmem_create_backed(struct gmem *gm, uint64_t ram_size, uint64_t hole_start, uint64_t hole_end,
 		       enum gmem_backing backing)
 {
@@ -144,6 +325,13 @@ int gmem_create_backed(struct gmem *gm, uint64_t ram_size, uint64_t hole_start, 
 		return -EINVAL;
 	if (backing == GMEM_PRIVATE)
 		return map_regions(gm, -1, hole_start, hole_end);
+	gm->fd = shared_fd(gm, ram_size);
+	if (gm->fd >= 0) {
+		ret = map_regions(gm, gm->fd, hole_start, hole_end);
+		if (ret)
+			goto err_close;
+		return 0;
+	}
 
 	if (backing == GMEM_HUGETLB) {
 		/* Every region's size and offset must be whole huge pages. */

@@ -5,10 +5,14 @@
  *   GMEM_PRIVATE  private anonymous memory with MADV_HUGEPAGE: gets 2 MiB
  *                 pages under the kernel's default THP policy ("madvise" or
  *                 "always"), as Firecracker and Cloud Hypervisor do.
- *   GMEM_SHARED   a memfd mapped MAP_SHARED, so another process (a vhost-user
- *                 backend) can map the very same pages (its size sealed: nobody
- *                 can truncate it under us); its huge pages depend
- *                 on .../transparent_hugepage/shmem_enabled ("never" by default).
+ *   GMEM_SHARED   a file mapped MAP_SHARED, so another process (a vhost-user
+ *                 backend) can map the very same pages. Where the host's
+ *                 .../transparent_hugepage/shmem_enabled is "never" (the
+ *                 default), which would leave a memfd with 4 KiB pages: a file
+ *                 on a tmpfs instance of our own mounted with huge=always
+ *                 (gmem_huge_tmpfs_fd). Otherwise, or when that tmpfs cannot
+ *                 be made: a memfd, its size sealed (nobody can truncate it
+ *                 under us), huge pages as the policy says.
  *   GMEM_HUGETLB  a memfd with MFD_HUGETLB: 2 MiB pages from the host's
  *                 reserved pool (vm.nr_hugepages), shared too.
  *
@@ -45,7 +49,9 @@ struct gmem_region {
 };
 
 struct gmem {
-	int fd;            /* the memfd (GMEM_SHARED, GMEM_HUGETLB); -1 otherwise */
+	int fd;            /* the shared file (GMEM_SHARED, GMEM_HUGETLB); -1 otherwise */
+	bool huge_tmpfs;   /* GMEM_SHARED: fd is on our huge=always tmpfs, not a memfd */
+	int huge_tmpfs_err;/* GMEM_SHARED: errno when that tmpfs was tried and failed, else 0 */
 	enum gmem_backing backing;
 	uint64_t ram_size; /* total RAM, sum of the regions */
 	unsigned nr_regions;
@@ -62,6 +68,15 @@ struct gmem {
  */
 int gmem_create_backed(struct gmem *gm, uint64_t ram_size, uint64_t hole_start,
 		       uint64_t hole_end, enum gmem_backing backing) WUR;
+
+/*
+ * An unnamed size-byte file on a new tmpfs instance mounted with huge=always
+ * and attached nowhere, so its pages are 2 MiB whatever shmem_enabled says
+ * (except "deny"). Made in this process when it may mount (CAP_SYS_ADMIN),
+ * else, or with own_userns, by a child in a user namespace of its own (the
+ * unprivileged way, where the host allows user namespaces). fd or -errno.
+ */
+int gmem_huge_tmpfs_fd(uint64_t size, bool own_userns) WUR;
 
 /* gmem_create_backed() with the default backing, GMEM_PRIVATE. */
 int gmem_create(struct gmem *gm, uint64_t ram_size, uint64_t hole_start,

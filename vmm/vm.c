@@ -168,11 +168,27 @@ static void note_backing(const struct vm *vm, const char *why)
 		break;
 	case GMEM_SHARED:
 		read_thp_policy(THP_SYSFS "shmem_enabled", policy, sizeof(policy));
-		pages = strcmp(policy, "always") && strcmp(policy, "advise") && strcmp(policy, "force") ?
-			"4 KiB pages: 'advise' in shmem_enabled, or --memory hugepages=on, gives 2 MiB pages" :
-			"transparent huge pages asked for (MADV_HUGEPAGE)";
-		pr_info("guest RAM: %llu MiB shared memfd (%s); %s; " THP_SYSFS "shmem_enabled: %s",
-			(unsigned long long)(vm->mem.ram_size / MiB), why, pages, policy);
+		if (vm->mem.huge_tmpfs) {
+			pr_info("guest RAM: %llu MiB shared (%s), a file on a tmpfs of vmm's own mounted "
+				"with huge=always: transparent huge pages, though " THP_SYSFS
+				"shmem_enabled is %s; unlike a memfd, its size cannot be sealed",
+				(unsigned long long)(vm->mem.ram_size / MiB), why, policy);
+			break;
+		}
+		if (vm->mem.huge_tmpfs_err)
+			pages = "4 KiB pages: a huge=always tmpfs could not be made";
+		else if (strcmp(policy, "always") && strcmp(policy, "advise") && strcmp(policy, "force") &&
+			 strcmp(policy, "within_size"))
+			pages = "4 KiB pages: THP is off for shared memory on this host";
+		else
+			pages = "transparent huge pages asked for (MADV_HUGEPAGE)";
+		pr_info("guest RAM: %llu MiB shared (%s), a memfd; %s%s%s%s; " THP_SYSFS "shmem_enabled: %s%s",
+			(unsigned long long)(vm->mem.ram_size / MiB), why, pages,
+			vm->mem.huge_tmpfs_err ? " (" : "",
+			vm->mem.huge_tmpfs_err ? strerror(vm->mem.huge_tmpfs_err) : "",
+			vm->mem.huge_tmpfs_err ? ")" : "", policy,
+			vm->mem.huge_tmpfs_err || !strcmp(policy, "deny") ?
+				"; --memory hugepages=on gives 2 MiB pages from the host's pool" : "");
 		break;
 	default:
 		pr_info("guest RAM: %llu MiB %s (%s): 2 MiB pages reserved from the host's pool",

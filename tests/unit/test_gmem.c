@@ -80,11 +80,19 @@ static void test_guest_writes_are_visible_through_the_memfd(void **state)
 	assert_int_equal(gmem_create_backed(&gm, 48 * MiB, 32 * MiB, 40 * MiB, GMEM_SHARED), 0);
 	assert_int_equal(gm.backing, GMEM_SHARED);
 	assert_true(gm.fd >= 0);
-	/* Sealed: whoever the fd is shared with cannot resize guest RAM under us. */
-	assert_int_equal(fcntl(gm.fd, F_GET_SEALS) & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL),
-			 F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
-	assert_int_equal(ftruncate(gm.fd, 4096), -1);
-	assert_int_equal(ftruncate(gm.fd, 64 * MiB), -1);
+	if (gm.huge_tmpfs) {
+		struct stat st;
+
+		/* A tmpfs file cannot be sealed; its size is the RAM's. */
+		assert_int_equal(fstat(gm.fd, &st), 0);
+		assert_int_equal(st.st_size, 48 * MiB);
+	} else {
+		/* Sealed: whoever the fd is shared with cannot resize guest RAM under us. */
+		assert_int_equal(fcntl(gm.fd, F_GET_SEALS) & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL),
+				 F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+		assert_int_equal(ftruncate(gm.fd, 4096), -1);
+		assert_int_equal(ftruncate(gm.fd, 64 * MiB), -1);
+	}
 	assert_int_equal(gmem_write(&gm, 40 * MiB + 4096, "above the hole", 15), 0);
 	assert_int_equal(pread(gm.fd, got, 15, (off_t)(32 * MiB + 4096)), 15);
 	assert_memory_equal(got, "above the hole", 15);
@@ -163,6 +171,113 @@ static void test_private_ram_gets_huge_pages(void **state)
 		printf("# THP is off here (%s): huge pages not checked\n", policy);
 	assert_true(huge <= (int64_t)(16 * MiB));
 	gmem_destroy(&gm);
+}
+
+static void read_policy(const char *path, char *policy, size_t len)
+{
+	FILE *f = fopen(path, "re");
+
+	policy[0] = '\0';
+	if (f) {
+		if (!fgets(policy, (int)len, f))
+			policy[0] = '\0';
+		fclose(f);
+	}
+}
+
+/*
+ * Shared RAM gets huge pages under every shmem THP policy but "deny": where
+ * the policy is "never" (the default), from a huge=always tmpfs of vmm's
+ * own; otherwise from the memfd, as the policy gives them.
+ */
+static void test_shared_ram_gets_huge_pages(void **state)
+{
+	char policy[128];
+	struct gmem gm;
+	int64_t huge;
+
+	(void)state;
+	read_policy("/sys/kernel/mm/transparent_hugepage/shmem_enabled", policy, sizeof(policy));
+	assert_int_equal(gmem_create_backed(&gm, 16 * MiB, 0, 0, GMEM_SHARED), 0);
+	memset(gm.regions[0].hva, 0x5a, 8 * MiB);
+	huge = gmem_huge_bytes(&gm);
+	assert_true(huge >= 0 && huge <= (int64_t)(16 * MiB));
+	if (strstr(policy, "[never]")) {
+		if (!gm.huge_tmpfs) {
+			/* The fallback: a sealed memfd, and a reason to name. */
+			assert_true(gm.huge_tmpfs_err > 0);
+			assert_int_equal(fcntl(gm.fd, F_GET_SEALS) & F_SEAL_SHRINK, F_SEAL_SHRINK);
+			printf("# no huge tmpfs here (%s): huge pages not checked\n", strerror(gm.huge_tmpfs_err));
+		} else {
+			assert_true(huge >= (int64_t)(2 * MiB));
+		}
+	} else {
+		assert_false(gm.huge_tmpfs);
+		assert_int_equal(gm.huge_tmpfs_err, 0);
+		if (strstr(policy, "[advise]") || strstr(policy, "[always]") ||
+		    strstr(policy, "[within_size]") || strstr(policy, "[force]"))
+			assert_true(huge >= (int64_t)(2 * MiB));
+		else
+			printf("# shmem THP is '%s' here: huge pages not checked\n", policy);
+	}
+	gmem_destroy(&gm);
+}
+
+/*
+ * The huge tmpfs file, made in this process (where it may mount) and by a
+ * child in a user namespace of its own: unnamed, of the size asked, shared
+ * through any mapping, 2 MiB pages when mapped aligned.
+ */
+static void check_huge_tmpfs(bool own_userns)
+{
+	struct gmem gm = { .fd = -1 };
+	uint8_t *p, *a;
+	struct stat st;
+	char got[8];
+	int fd;
+
+	fd = gmem_huge_tmpfs_fd(8 * MiB, own_userns);
+	if (fd < 0) {
+		/* No CAP_SYS_ADMIN and no user namespaces: gmem falls back to a memfd. */
+		assert_true(fd == -EPERM || fd == -ENOSPC || fd == -EINVAL || fd == -ENOSYS ||
+			    fd == -EACCES || fd == -EUSERS);
+		printf("# %s: %s; not checked\n", own_userns ? "user namespace" : "in process",
+		       strerror(-fd));
+		return;
+	}
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_size, 8 * MiB);
+	assert_int_equal(st.st_nlink, 0);
+	/* Mapped 2 MiB-aligned, as gmem maps guest RAM. */
+	p = mmap(NULL, 10 * MiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(p != MAP_FAILED);
+	a = (uint8_t *)(((uintptr_t)p + 2 * MiB - 1) & ~(uintptr_t)(2 * MiB - 1));
+	assert_ptr_equal(mmap(a, 8 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0), a);
+	memset(a, 0x77, 8 * MiB);
+	memcpy(a + 5 * MiB, "shared", 7);
+	assert_int_equal(pread(fd, got, 7, 5 * MiB), 7);
+	assert_string_equal(got, "shared");
+	gm.nr_regions = 1;
+	gm.regions[0].hva = a;
+	gm.regions[0].size = 8 * MiB;
+	assert_true(gmem_huge_bytes(&gm) >= (int64_t)(2 * MiB));
+	munmap(p, 10 * MiB);
+	/* The instance holds just this file: it cannot grow past the RAM's size. */
+	assert_int_equal(fallocate(fd, 0, 8 * MiB, 2 * MiB), -1);
+	close(fd);
+}
+
+static void test_huge_tmpfs_in_process(void **state)
+{
+	(void)state;
+	check_huge_tmpfs(false);
+}
+
+static void test_huge_tmpfs_in_a_user_namespace(void **state)
+{
+	(void)state;
+	check_huge_tmpfs(true);
 }
 
 static void test_hugetlb_backing_or_a_named_shortfall(void **state)
@@ -305,6 +420,9 @@ int main(void)
 		cmocka_unit_test(test_bad_arguments_are_refused),
 		cmocka_unit_test(test_default_backing_is_private_anonymous),
 		cmocka_unit_test(test_private_ram_gets_huge_pages),
+		cmocka_unit_test(test_shared_ram_gets_huge_pages),
+		cmocka_unit_test(test_huge_tmpfs_in_process),
+		cmocka_unit_test(test_huge_tmpfs_in_a_user_namespace),
 		cmocka_unit_test(test_hugetlb_backing_or_a_named_shortfall),
 		cmocka_unit_test(test_hugetlb_shortfall_counts_pages),
 		cmocka_unit_test(test_memory_file_round_trip_is_sparse_and_copy_on_write),

@@ -144,7 +144,11 @@ static int mem_regions(struct vhu_dev *d, struct vhu_fe_region *r, unsigned *n)
 	}
 	if (gm->nr_regions > VHU_MAX_MEM_REGIONS)
 		return -E2BIG;
-	/* gmem sealed the memfd's size: a back-end cannot truncate it under us. */
+	/*
+	 * A memfd's size is sealed: a back-end cannot truncate it under us. The
+	 * huge=always tmpfs file (shmem_enabled "never") cannot be sealed; a
+	 * back-end that truncated it would fault vmm, as with QEMU's file backend.
+	 */
 	for (unsigned i = 0; i < gm->nr_regions; i++)
 		r[i] = (struct vhu_fe_region){ .gpa = gm->regions[i].gpa, .size = gm->regions[i].size,
 					       .hva = (uint64_t)(uintptr_t)gm->regions[i].hva,

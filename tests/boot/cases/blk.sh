@@ -58,12 +58,13 @@ case_blk_read() {
 
 # blk_write_on MEMORY BACKING: the guest, its RAM given by --memory MEMORY,
 # writes a disk the host checks after power-off; --verbose must name BACKING
-# as the RAM's backing. Guest memory is what every virtio buffer lives in, so
+# as the RAM's backing (and with HUGE "huge", say that 2 MiB or more of it
+# were in huge pages at exit). Guest memory is what every virtio buffer lives in, so
 # a backing that maps it wrong shows here as wrong bytes on the disk.
 blk_write_on() {
-	local memory=$1 backing=$2
+	local memory=$1 backing=$2 huge=${3:-}
 	local img=$BLK_WORK/write.img orig=$BLK_WORK/write.orig log=$WORK/blk-write.log
-	local want zero marker
+	local want zero marker in_huge
 	blk_setup
 	head -c $((16 << 20)) /dev/urandom >"$orig"
 	cp "$orig" "$img"
@@ -92,6 +93,11 @@ blk_write_on() {
 		{ boot_fail "bytes the guest did not write have changed" "$log"; return; }
 	[ "$(stat -c %s "$img")" -eq $((16 << 20)) ] ||
 		{ boot_fail "the image changed size: $(stat -c %s "$img")" "$log"; return; }
+	in_huge=$(sed -n 's/.*guest RAM: \([0-9]*\) of [0-9]* MiB were in huge pages.*/\1/p' "$log.stderr")
+	if [ "$huge" = huge ] && [ "${in_huge:-0}" -lt 2 ]; then
+		boot_fail "${in_huge:-no} MiB of guest RAM were in huge pages at exit" "$log"
+		return
+	fi
 	boot_pass "$backing RAM: 4 MiB pattern, marker sector, write-zeroes and discard reached the file; $(
 		sed -n 's/.*guest RAM: \([0-9]* of [0-9]* MiB\) were in huge pages.*/\1 in huge pages/p' "$log.stderr")"
 }
@@ -101,8 +107,14 @@ case_blk_write() {
 	blk_write_on 512M "private anonymous"
 }
 
+# Shared RAM gets huge pages on a stock host: where shmem_enabled is "never"
+# (the default) it is a file on a huge=always tmpfs of vmm's own.
 case_blk_write_shared() {
-	blk_write_on size=512M,shared=on "shared memfd (shared=on)"
+	if grep -q '\[never\]' /sys/kernel/mm/transparent_hugepage/shmem_enabled 2>/dev/null; then
+		blk_write_on size=512M,shared=on "shared (shared=on), a file on a tmpfs of vmm's own mounted with huge=always" huge
+	else
+		blk_write_on size=512M,shared=on "shared (shared=on), a memfd"
+	fi
 }
 
 # hugetlbfs needs huge pages reserved on the host: the nested host is ours to
