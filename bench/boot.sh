@@ -6,7 +6,8 @@
 #            against QEMU's -m (anonymous RAM);
 #   shared:  vmm --memory size=N,shared=on against QEMU with
 #            memory-backend-memfd (what vhost-user needs on both).
-# The host's transparent huge page settings are printed, never changed.
+# BOOT_ROWS picks rows (default "default shared"). The host's transparent
+# huge page settings are printed, never changed.
 # Prints medians and ratios. Needs /dev/kvm: bench/run.sh runs it in the
 # nested KVM host where there is none (emulated: read the ratios, not the times).
 #
@@ -20,6 +21,7 @@ set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 RUNS=${RUNS:-5}
+BOOT_ROWS=${BOOT_ROWS:-default shared}  # the rows to run
 CPUS=${CPUS:-1}
 MEM=${MEM:-512}
 K=$BUILD/guest/vmlinuz-generic
@@ -105,9 +107,9 @@ row() {
 ROWS=()
 echo "bench/boot: $RUNS runs each, alternated ($CPUS vCPU, ${MEM} MiB, $(basename "$K"))"
 echo "host THP: enabled: $(thp enabled); shmem_enabled: $(thp shmem_enabled); defrag: $(thp defrag)"
-row default "${MEM}M" -m "${MEM}M"
-row shared "size=${MEM}M,shared=on" -m "${MEM}M" \
-	-object "memory-backend-memfd,id=ram,size=${MEM}M" -machine memory-backend=ram
+case " $BOOT_ROWS " in *" default "*) row default "${MEM}M" -m "${MEM}M" ;; esac
+case " $BOOT_ROWS " in *" shared "*) row shared "size=${MEM}M,shared=on" -m "${MEM}M" \
+	-object "memory-backend-memfd,id=ram,size=${MEM}M" -machine memory-backend=ram ;; esac
 printf '\n%-30s %10s %14s %8s\n' "" "vmm" "qemu microvm" "ratio"
 printf '%s\n' "${ROWS[@]}"
 echo "targets: boot-to-init <= 0.80x QEMU microvm in both rows; RSS: private guest RAM counts in the default row"

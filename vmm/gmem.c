@@ -200,7 +200,11 @@ static bool write_str(const char *path, const char *s)
  */
 static int huge_tmpfs_in_userns(uint64_t size, const char *limit)
 {
-	char uid_map[32], gid_map[32], ctl[CMSG_SPACE(sizeof(int))] = { 0 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl = { { 0 } };
+	char uid_map[32], gid_map[32];
 	int sv[2], err = 0, fd = -1, status;
 	struct iovec iov = { .iov_base = &err, .iov_len = sizeof(err) };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
@@ -229,8 +233,8 @@ static int huge_tmpfs_in_userns(uint64_t size, const char *limit)
 		else if ((fd = huge_tmpfs_here(size, limit)) < 0)
 			err = fd;
 		if (fd >= 0) {
-			msg.msg_control = ctl;
-			msg.msg_controllen = sizeof(ctl);
+			msg.msg_control = ctl.buf;
+			msg.msg_controllen = sizeof(ctl.buf);
 			cm = CMSG_FIRSTHDR(&msg);
 			cm->cmsg_level = SOL_SOCKET;
 			cm->cmsg_type = SCM_RIGHTS;
@@ -240,8 +244,8 @@ static int huge_tmpfs_in_userns(uint64_t size, const char *limit)
 		_exit(sendmsg(sv[1], &msg, MSG_NOSIGNAL) < 0);
 	}
 	close(sv[1]);
-	msg.msg_control = ctl;
-	msg.msg_controllen = sizeof(ctl);
+	msg.msg_control = ctl.buf;
+	msg.msg_controllen = sizeof(ctl.buf);
 	do
 		n = recvmsg(sv[0], &msg, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
