@@ -397,7 +397,7 @@ static void conn_host_gone(struct mconn *m)
 	m->host_readable = true;
 	if (m->host_eof || (m->c.peer_shut & VIRTIO_VSOCK_SHUTDOWN_RCV) || !m->end) {
 		vsock_conn_host_shutdown(&m->c, VIRTIO_VSOCK_SHUTDOWN_ALL);
-		m->deadline_ns = monotonic_ns() + MUX_CLOSE_NS;
+		m->deadline_ns = monotonic_coarse_ns() + MUX_CLOSE_NS;
 	}
 	rx_list_add(m);
 }
@@ -504,6 +504,12 @@ static bool ring_flush(struct mconn *m)
 	return true;
 }
 
+static void conn_no_ring(struct mconn *m)
+{
+	pr_err("%s: out of memory for a connection's buffer; resetting it", m->dev->vdev->id);
+	conn_reset(m);
+}
+
 /* An RW packet's payload for the host end. */
 static void conn_deliver(struct mconn *m, const struct virtq_chain *ch, const struct vsock_pkt *p)
 {
@@ -517,12 +523,11 @@ static void conn_deliver(struct mconn *m, const struct virtq_chain *ch, const st
 		rx_list_add(m);
 		return;
 	}
-	if (conn_ring_alloc(m) < 0) {
-		pr_err("%s: out of memory for a connection's buffer; resetting it", m->dev->vdev->id);
-		conn_reset(m);
-		return;
-	}
 	if (c->type == VIRTIO_VSOCK_TYPE_SEQPACKET) {
+		if (conn_ring_alloc(m) < 0) {
+			conn_no_ring(m);
+			return;
+		}
 		if (m->partial + left > VSOCK_MAX_MSG) {
 			pr_guest_err("%s: guest sent a SEQPACKET message over %u bytes; connection reset",
 				     m->dev->vdev->id, VSOCK_MAX_MSG);
@@ -576,6 +581,12 @@ static void conn_deliver(struct mconn *m, const struct virtq_chain *ch, const st
 			off = 0;
 		}
 		if (left) {
+			/* Only now the ring: most connections never need one (256 KiB,
+			 * an mmap and a munmap with its TLB shootdown, per connection). */
+			if (conn_ring_alloc(m) < 0) {
+				conn_no_ring(m);
+				return;
+			}
 			/* off is relative to the iovec we stopped in: recompute from the chain start. */
 			ring_put(m, ch, VSOCK_HDR_LEN + (p->len - left), left);
 		}
@@ -621,7 +632,7 @@ static uint32_t conn_stage_fill(struct mconn *m, uint32_t credit)
 		vsock_conn_host_shutdown(c, m->host_hup ? VIRTIO_VSOCK_SHUTDOWN_ALL
 							: VIRTIO_VSOCK_SHUTDOWN_SEND);
 		if (c->state == VSOCK_CONN_CLOSING)
-			m->deadline_ns = monotonic_ns() + MUX_CLOSE_NS;
+			m->deadline_ns = monotonic_coarse_ns() + MUX_CLOSE_NS;
 		conn_update_events(m);
 		return 0;
 	}
@@ -999,7 +1010,7 @@ static void start_request(struct vsock_dev *dev, struct vsock_req *req)
 	vsock_conn_init_connect(&m->c, dev->guest_cid, port, req->port, (uint16_t)req->type,
 				VSOCK_BUF_ALLOC);
 	m->req = req;
-	m->deadline_ns = monotonic_ns() + (uint64_t)req->timeout_ms * 1000000ull;
+	m->deadline_ns = monotonic_coarse_ns() + (uint64_t)req->timeout_ms * 1000000ull;
 	conn_insert(dev, m);
 	rx_list_add(m);
 	return;
@@ -1058,7 +1069,7 @@ static void mux_schedule(struct vsock_dev *dev)
 static void timer_event(void *opaque, uint64_t expirations)
 {
 	struct vsock_dev *dev = opaque;
-	uint64_t now = monotonic_ns();
+	uint64_t now = monotonic_coarse_ns();
 
 	(void)expirations;
 	for (unsigned b = 0; b < MUX_BUCKETS; b++) {
