@@ -281,20 +281,24 @@ int gmem_huge_tmpfs_fd(uint64_t size, bool own_userns)
 	return fd == -EPERM ? huge_tmpfs_in_userns(size, limit) : fd;
 }
 
-/* True when shmem_enabled holds a memfd to 4 KiB pages: "[never]" (the default). */
-static bool shmem_thp_never(void)
+void gmem_thp_policy(const char *name, char *out, size_t len)
 {
-	char buf[128] = "";
-	int fd = open("/sys/kernel/mm/transparent_hugepage/shmem_enabled", O_RDONLY | O_CLOEXEC);
-	ssize_t n;
+	char path[128], buf[128] = "";
+	const char *open_br, *close_br;
+	FILE *f;
 
-	if (fd < 0)
-		return false; /* no THP at all: nothing to gain */
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n > 0)
-		buf[n] = 0;
-	return strstr(buf, "[never]") != NULL;
+	snprintf(out, len, "unknown");
+	snprintf(path, sizeof(path), GMEM_THP_SYSFS "%s", name);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	if (fgets(buf, sizeof(buf), f)) {
+		open_br = strchr(buf, '[');
+		close_br = open_br ? strchr(open_br, ']') : NULL;
+		if (close_br)
+			snprintf(out, len, "%.*s", (int)(close_br - open_br - 1), open_br + 1);
+	}
+	fclose(f);
 }
 
 /*
@@ -305,9 +309,14 @@ static bool shmem_thp_never(void)
  */
 static int shared_fd(struct gmem *gm, uint64_t ram_size)
 {
+	char policy[32];
 	int fd;
 
-	if (gm->backing == GMEM_SHARED && shmem_thp_never()) {
+	if (gm->backing != GMEM_SHARED)
+		return -1;
+	/* "never" (the default) holds a memfd to 4 KiB pages. */
+	gmem_thp_policy("shmem_enabled", policy, sizeof(policy));
+	if (!strcmp(policy, "never")) {
 		fd = gmem_huge_tmpfs_fd(ram_size, false);
 		if (fd >= 0) {
 			gm->huge_tmpfs = true;
@@ -318,24 +327,16 @@ static int shared_fd(struct gmem *gm, uint64_t ram_size)
 	return -1;
 }
 
-int gmem_create_backed(struct gmem *gm, uint64_t ram_size, uint64_t hole_start, uint64_t hole_end,
-		       enum gmem_backing backing)
+/*
+ * A memfd of ram_size bytes (MFD_HUGETLB for GMEM_HUGETLB), its size sealed:
+ * a process it is shared with (a vhost-user back-end) cannot truncate it and
+ * turn our own accesses to guest RAM into SIGBUS. The fd or -errno.
+ */
+static int sealed_memfd(enum gmem_backing backing, uint64_t ram_size, uint64_t hole_start,
+			uint64_t hole_end)
 {
 	unsigned int mfd_flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
-	int ret;
-
-	gmem_init(gm, ram_size, backing);
-	if (!layout_ok(ram_size, hole_start, hole_end) || backing == GMEM_FILE)
-		return -EINVAL;
-	if (backing == GMEM_PRIVATE)
-		return map_regions(gm, -1, hole_start, hole_end);
-	gm->fd = shared_fd(gm, ram_size);
-	if (gm->fd >= 0) {
-		ret = map_regions(gm, gm->fd, hole_start, hole_end);
-		if (ret)
-			goto err_close;
-		return 0;
-	}
+	int fd, e;
 
 	if (backing == GMEM_HUGETLB) {
 		/* Every region's size and offset must be whole huge pages. */
@@ -345,27 +346,42 @@ int gmem_create_backed(struct gmem *gm, uint64_t ram_size, uint64_t hole_start, 
 			return -EINVAL;
 		mfd_flags |= MFD_HUGETLB | MFD_HUGE_2MB;
 	}
-	gm->fd = memfd_create("vmm-guest-ram", mfd_flags);
-	if (gm->fd < 0)
+	fd = memfd_create("vmm-guest-ram", mfd_flags);
+	if (fd < 0)
 		return -errno;
-	/*
-	 * The size is final: sealed, a process the memfd is shared with (a
-	 * vhost-user back-end) cannot truncate it and turn our own accesses to
-	 * guest RAM into SIGBUS.
-	 */
-	if (ftruncate(gm->fd, (off_t)ram_size) < 0 ||
-	    fcntl(gm->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-		ret = -errno;
-		goto err_close;
+	if (ftruncate(fd, (off_t)ram_size) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+int gmem_create_backed(struct gmem *gm, uint64_t ram_size, uint64_t hole_start, uint64_t hole_end,
+		       enum gmem_backing backing)
+{
+	int ret;
+
+	gmem_init(gm, ram_size, backing);
+	if (!layout_ok(ram_size, hole_start, hole_end) || backing == GMEM_FILE)
+		return -EINVAL;
+	if (backing == GMEM_PRIVATE)
+		return map_regions(gm, -1, hole_start, hole_end);
+	gm->fd = shared_fd(gm, ram_size);
+	if (gm->fd < 0) {
+		gm->fd = sealed_memfd(backing, ram_size, hole_start, hole_end);
+		if (gm->fd < 0) {
+			ret = gm->fd;
+			gm->fd = -1;
+			return ret;
+		}
 	}
 	ret = map_regions(gm, gm->fd, hole_start, hole_end);
-	if (ret)
-		goto err_close;
-	return 0;
-
-err_close:
-	close(gm->fd);
-	gm->fd = -1;
+	if (ret) {
+		close(gm->fd);
+		gm->fd = -1;
+	}
 	return ret;
 }
 

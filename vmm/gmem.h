@@ -27,6 +27,7 @@
 #define VMM_GMEM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vmm/util.h"
@@ -113,6 +114,14 @@ int gmem_save_file(const struct gmem *gm, int fd) WUR;
  * GMEM_HUGETLB memory (0: enough), from /proc/meminfo; -errno if unreadable.
  */
 long gmem_hugetlb_shortfall(uint64_t ram_size);
+
+#define GMEM_THP_SYSFS "/sys/kernel/mm/transparent_hugepage/"
+
+/*
+ * The word in [brackets] of GMEM_THP_SYSFS name ("enabled", "shmem_enabled":
+ * "always [madvise] never" gives "madvise"), or "unknown".
+ */
+void gmem_thp_policy(const char *name, char *out, size_t len);
 
 /* "private", "shared", "hugetlbfs", "file": for messages and the API. */
 const char *gmem_backing_name(enum gmem_backing backing);

@@ -128,65 +128,45 @@ static int set_memory(struct vm *vm)
 	return 0;
 }
 
-/* The first word in [brackets] of a sysfs policy file ("always [madvise] never"). */
-static void read_thp_policy(const char *path, char *out, size_t len)
-{
-	char buf[128] = "";
-	const char *open_br, *close_br;
-	FILE *f = fopen(path, "re");
-
-	snprintf(out, len, "unknown");
-	if (!f)
-		return;
-	if (fgets(buf, sizeof(buf), f)) {
-		open_br = strchr(buf, '[');
-		close_br = open_br ? strchr(open_br, ']') : NULL;
-		if (close_br)
-			snprintf(out, len, "%.*s", (int)(close_br - open_br - 1), open_br + 1);
-	}
-	fclose(f);
-}
-
-#define THP_SYSFS "/sys/kernel/mm/transparent_hugepage/"
 
 /* With --verbose: which backing guest RAM got, why, and whether huge pages can back it. */
 static void note_backing(const struct vm *vm, const char *why)
 {
-	char policy[32];
+	char policy[32], reason[128];
 	const char *pages;
 
 	if (!vmm_verbosity)
 		return; /* no sysfs reads on every start */
 	switch (vm->mem.backing) {
 	case GMEM_PRIVATE:
-		read_thp_policy(THP_SYSFS "enabled", policy, sizeof(policy));
+		gmem_thp_policy("enabled", policy, sizeof(policy));
 		pages = strcmp(policy, "always") && strcmp(policy, "madvise") ?
 			"4 KiB pages: THP is off on this host" :
 			"transparent huge pages asked for (MADV_HUGEPAGE)";
-		pr_info("guest RAM: %llu MiB private anonymous (%s); %s; " THP_SYSFS "enabled: %s",
+		pr_info("guest RAM: %llu MiB private anonymous (%s); %s; " GMEM_THP_SYSFS "enabled: %s",
 			(unsigned long long)(vm->mem.ram_size / MiB), why, pages, policy);
 		break;
 	case GMEM_SHARED:
-		read_thp_policy(THP_SYSFS "shmem_enabled", policy, sizeof(policy));
+		gmem_thp_policy("shmem_enabled", policy, sizeof(policy));
 		if (vm->mem.huge_tmpfs) {
 			pr_info("guest RAM: %llu MiB shared (%s), a file on a tmpfs of vmm's own mounted "
-				"with huge=always: transparent huge pages, though " THP_SYSFS
+				"with huge=always: transparent huge pages, though " GMEM_THP_SYSFS
 				"shmem_enabled is %s; unlike a memfd, its size cannot be sealed",
 				(unsigned long long)(vm->mem.ram_size / MiB), why, policy);
 			break;
 		}
-		if (vm->mem.huge_tmpfs_err)
-			pages = "4 KiB pages: a huge=always tmpfs could not be made";
-		else if (strcmp(policy, "always") && strcmp(policy, "advise") && strcmp(policy, "force") &&
-			 strcmp(policy, "within_size"))
+		if (vm->mem.huge_tmpfs_err) {
+			snprintf(reason, sizeof(reason), "4 KiB pages: a huge=always tmpfs could not be made (%s)",
+				 strerror(vm->mem.huge_tmpfs_err));
+			pages = reason;
+		} else if (strcmp(policy, "always") && strcmp(policy, "advise") && strcmp(policy, "force") &&
+			   strcmp(policy, "within_size")) {
 			pages = "4 KiB pages: THP is off for shared memory on this host";
-		else
+		} else {
 			pages = "transparent huge pages asked for (MADV_HUGEPAGE)";
-		pr_info("guest RAM: %llu MiB shared (%s), a memfd; %s%s%s%s; " THP_SYSFS "shmem_enabled: %s%s",
-			(unsigned long long)(vm->mem.ram_size / MiB), why, pages,
-			vm->mem.huge_tmpfs_err ? " (" : "",
-			vm->mem.huge_tmpfs_err ? strerror(vm->mem.huge_tmpfs_err) : "",
-			vm->mem.huge_tmpfs_err ? ")" : "", policy,
+		}
+		pr_info("guest RAM: %llu MiB shared (%s), a memfd; %s; " GMEM_THP_SYSFS "shmem_enabled: %s%s",
+			(unsigned long long)(vm->mem.ram_size / MiB), why, pages, policy,
 			vm->mem.huge_tmpfs_err || !strcmp(policy, "deny") ?
 				"; --memory hugepages=on gives 2 MiB pages from the host's pool" : "");
 		break;

@@ -146,33 +146,6 @@ static void test_default_backing_is_private_anonymous(void **state)
 	gmem_destroy(&gm);
 }
 
-/* Where the host's THP policy grants them, touched private RAM gets 2 MiB pages. */
-static void test_private_ram_gets_huge_pages(void **state)
-{
-	char policy[128] = "";
-	struct gmem gm;
-	int64_t huge;
-	FILE *f;
-
-	(void)state;
-	f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
-	if (f) {
-		if (!fgets(policy, sizeof(policy), f))
-			policy[0] = '\0';
-		fclose(f);
-	}
-	assert_int_equal(gmem_create(&gm, 16 * MiB, 0, 0), 0);
-	memset(gm.regions[0].hva, 0x5a, 8 * MiB);
-	huge = gmem_huge_bytes(&gm);
-	assert_true(huge >= 0);
-	if (strstr(policy, "[always]") || strstr(policy, "[madvise]"))
-		assert_true(huge >= (int64_t)(2 * MiB));
-	else
-		printf("# THP is off here (%s): huge pages not checked\n", policy);
-	assert_true(huge <= (int64_t)(16 * MiB));
-	gmem_destroy(&gm);
-}
-
 static void read_policy(const char *path, char *policy, size_t len)
 {
 	FILE *f = fopen(path, "re");
@@ -183,6 +156,27 @@ static void read_policy(const char *path, char *policy, size_t len)
 			policy[0] = '\0';
 		fclose(f);
 	}
+}
+
+/* Where the host's THP policy grants them, touched private RAM gets 2 MiB pages. */
+static void test_private_ram_gets_huge_pages(void **state)
+{
+	char policy[128];
+	struct gmem gm;
+	int64_t huge;
+
+	(void)state;
+	read_policy("/sys/kernel/mm/transparent_hugepage/enabled", policy, sizeof(policy));
+	assert_int_equal(gmem_create(&gm, 16 * MiB, 0, 0), 0);
+	memset(gm.regions[0].hva, 0x5a, 8 * MiB);
+	huge = gmem_huge_bytes(&gm);
+	assert_true(huge >= 0);
+	if (strstr(policy, "[always]") || strstr(policy, "[madvise]"))
+		assert_true(huge >= (int64_t)(2 * MiB));
+	else
+		printf("# THP is off here (%s): huge pages not checked\n", policy);
+	assert_true(huge <= (int64_t)(16 * MiB));
+	gmem_destroy(&gm);
 }
 
 /*
