@@ -29,8 +29,10 @@ echo "first_sha256=$first"
 echo "loop_started"
 start=$(ms)
 passes=0 bad=0 longest=0 last=none
+# A pass runs from the end of the one before (t0), so a pause that lands in
+# the loop's own bookkeeping still counts in the pass it delays.
+t0=$start
 while [ $(( $(ms) - start )) -lt $((secs * 1000)) ]; do
-	t0=$(ms)
 	sha=$(dd if=$dev bs=1M count=4 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
 	[ "$sha" = "$first" ] || bad=$((bad + 1))
 	if [ "$write" = 1 ]; then
@@ -44,6 +46,7 @@ while [ $(( $(ms) - start )) -lt $((secs * 1000)) ]; do
 	fi
 	t1=$(ms)
 	[ $((t1 - t0)) -le "$longest" ] || longest=$((t1 - t0))
+	t0=$t1
 	passes=$((passes + 1))
 done
 echo "passes=$passes"
