@@ -71,7 +71,9 @@ struct mconn {
 
 	struct stream_end *end;       /* device side; NULL once closed */
 	struct evloop_fd *reg;        /* the host end, edge-triggered */
-	bool host_readable;           /* may have data: set by an edge, cleared by EAGAIN */
+	uint32_t reg_events;          /* reg's mask: EPOLLOUT only while pend_len */
+	bool host_readable;           /* may have data: set by an edge, cleared by EAGAIN or a short read */
+	bool host_rdhup;              /* an edge said the host shut down writing: read to the end */
 	bool host_eof;                /* a read returned 0 */
 	bool host_hup;                /* the host end is closed for good (EPOLLHUP/ERR, EPIPE) */
 	bool host_wr_shut;            /* we passed the guest's SHUTDOWN(SEND) on */
@@ -275,24 +277,34 @@ static void rx_list_remove(struct mconn *m)
 static void conn_fd_event(void *opaque, int fd, uint32_t events);
 
 /*
- * The host end is watched edge-triggered, once, for everything: an edge sets
- * host_readable (cleared only by a read that says EAGAIN) or lets the pending
- * ring flush, so no event mask is ever changed while data flows, and a
+ * The host end is watched edge-triggered: an edge sets host_readable (cleared
+ * only by a read that says EAGAIN) or lets the pending ring flush, so a
  * connection that may not send now (no credit, no receive buffer) costs no
- * wake-ups until the guest makes room.
+ * wake-ups until the guest makes room. EPOLLOUT is in the mask only while the
+ * pending ring holds bytes: a writable socket raises an EPOLLOUT edge every
+ * time its reader takes data, which would wake the loop for nothing on every
+ * read the host makes.
  */
 static void conn_update_events(struct mconn *m)
 {
+	uint32_t events;
 	int r;
 
-	if (m->reg || !m->end || m->host_hup || m->dev->paused || m->c.state == VSOCK_CONN_CONNECTING)
+	if (!m->end || m->host_hup || m->dev->paused || m->c.state == VSOCK_CONN_CONNECTING)
 		return;
-	r = evloop_fd_add(m->dev->loop, stream_fd(m->end), EPOLLIN | EPOLLOUT | EPOLLET, conn_fd_event,
-			  m, &m->reg);
+	events = EPOLLIN | EPOLLRDHUP | EPOLLET | (m->pend_len ? EPOLLOUT : 0);
+	if (m->reg && events == m->reg_events)
+		return;
+	if (m->reg)
+		r = evloop_fd_modify(m->reg, events);
+	else
+		r = evloop_fd_add(m->dev->loop, stream_fd(m->end), events, conn_fd_event, m, &m->reg);
 	if (r < 0) {
+		/* A failed add leaves reg NULL; a failed modify keeps the old mask. */
 		pr_err("%s: cannot watch a connection's host end: %s", m->dev->vdev->id, strerror(-r));
-		m->reg = NULL;
+		return;
 	}
+	m->reg_events = events;
 }
 
 static void conn_unwatch(struct mconn *m)
@@ -605,6 +617,7 @@ static uint32_t conn_stage_fill(struct mconn *m, uint32_t credit)
 {
 	struct vsock_conn *c = &m->c;
 	bool seq = c->type == VIRTIO_VSOCK_TYPE_SEQPACKET;
+	size_t want;
 	ssize_t r;
 
 	if (!m->host_readable || m->host_eof || !m->end || (c->peer_shut & VIRTIO_VSOCK_SHUTDOWN_RCV))
@@ -614,10 +627,19 @@ static uint32_t conn_stage_fill(struct mconn *m, uint32_t credit)
 		if (!m->stage)
 			return 0;
 	}
-	r = stream_read(m->end, m->stage, seq ? MUX_STAGE : MIN(credit, MUX_STAGE));
+	want = seq ? MUX_STAGE : MIN(credit, MUX_STAGE);
+	r = stream_read(m->end, m->stage, want);
 	if (r > 0) {
 		m->stage_off = 0;
 		m->stage_len = (uint32_t)r;
+		/*
+		 * A short read from a byte stream took all there was: bytes or an
+		 * end that come later raise a new edge, so no read to hear EAGAIN.
+		 * Not when the end was already there at the last edge (EPOLLRDHUP):
+		 * no edge follows it, and it is read as 0 next.
+		 */
+		if (!seq && (size_t)r < want && m->reg && !m->host_rdhup && !m->host_hup)
+			m->host_readable = false;
 		return (uint32_t)r;
 	}
 	if (r == -EAGAIN) {
@@ -1102,10 +1124,13 @@ static void conn_fd_event(void *opaque, int fd, uint32_t events)
 	if ((events & EPOLLOUT) && m->pend_len) {
 		if (ring_flush(m))
 			conn_after_flush(m);
+		conn_update_events(m);  /* drained: no more EPOLLOUT */
 		if (m->c.ctl)
 			rx_list_add(m);
 	}
-	if (m->reg && (events & EPOLLIN) && !m->host_eof) {
+	if (events & EPOLLRDHUP)
+		m->host_rdhup = true;
+	if (m->reg && (events & (EPOLLIN | EPOLLRDHUP)) && !m->host_eof) {
 		m->host_readable = true;
 		rx_list_add(m);
 	}
