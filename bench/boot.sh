@@ -108,6 +108,8 @@ row() {
 }
 
 ROWS=()
+# Both VMMs read the kernel and initramfs from a warm page cache, the first run too.
+cat "$K" "$I" "$BUILD/vmm" "$(command -v qemu-system-x86_64)" >/dev/null 2>&1
 echo "bench/boot: $RUNS runs each, alternated ($CPUS vCPU, ${MEM} MiB, $(basename "$K"))"
 echo "host THP: enabled: $(thp enabled); shmem_enabled: $(thp shmem_enabled); defrag: $(thp defrag)"
 case " $BOOT_ROWS " in *" default "*) row default "${MEM}M" -m "${MEM}M" ;; esac
