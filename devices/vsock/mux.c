@@ -636,7 +636,9 @@ static uint32_t conn_stage_fill(struct mconn *m, uint32_t credit)
 		 * A short read from a byte stream took all there was: bytes or an
 		 * end that come later raise a new edge, so no read to hear EAGAIN.
 		 * Not when the end was already there at the last edge (EPOLLRDHUP):
-		 * no edge follows it, and it is read as 0 next.
+		 * no edge follows it, and it is read as 0 next. (A Unix peer's
+		 * MSG_OOB byte, meaningless here, also ends a read short; what
+		 * follows it then waits for that peer's next write or close.)
 		 */
 		if (!seq && (size_t)r < want && m->reg && !m->host_rdhup && !m->host_hup)
 			m->host_readable = false;
