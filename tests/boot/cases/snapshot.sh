@@ -59,6 +59,15 @@ snap_kill() {
 	wait "$SNAP_PID" 2>/dev/null
 }
 
+# snap_lost LOG WHY: an API call to the running VM failed. vmm is stopped;
+# if it had already exited on the nested host's flaw (a guest triple fault
+# mid-run, say), that is noted so the case is tried again.
+snap_lost() {
+	snap_kill
+	nested_flaw "$1.stderr" "$1"
+	boot_fail "$2" "$1"
+}
+
 # snap_power_off LOG: press the power button and wait for vmm to exit 0.
 snap_power_off() {
 	local log=$1 out i
@@ -107,7 +116,7 @@ snap_take() {
 	out=$(snap_api snapshot "$dir" 2>&1) && { snap_kill; boot_fail "a snapshot of a running VM was accepted" "$log"; return 1; }
 	grep -q "409 .*pause it" <<<"$out" || { snap_kill; boot_fail "snapshot of a running VM said: $out" "$log"; return 1; }
 	[ ! -e "$dir/state.dtb" ] || { snap_kill; boot_fail "a refused snapshot wrote $dir/state.dtb" "$log"; return 1; }
-	out=$(snap_api pause 2>&1) || { snap_kill; boot_fail "vmm ctl pause: $out" "$log"; return 1; }
+	out=$(snap_api pause 2>&1) || { snap_lost "$log" "vmm ctl pause: $out"; return 1; }
 	SNAP_AT=$(snap_last_count "$log")
 	t0=$(date +%s%N)
 	out=$(snap_api snapshot "$dir" 2>&1) || { snap_kill; boot_fail "vmm ctl snapshot: $out" "$log"; return 1; }
@@ -229,8 +238,8 @@ case_snapshot_blk_writes() {
 		return
 	fi
 	sleep 6
-	out=$(snap_api pause 2>&1) || { snap_kill; boot_fail "vmm ctl pause: $out" "$log"; return; }
-	out=$(snap_api snapshot "$dir" 2>&1) || { snap_kill; boot_fail "vmm ctl snapshot: $out" "$log"; return; }
+	out=$(snap_api pause 2>&1) || { snap_lost "$log" "vmm ctl pause: $out"; return; }
+	out=$(snap_api snapshot "$dir" 2>&1) || { snap_lost "$log" "vmm ctl snapshot: $out"; return; }
 	snap_kill
 	rm -f "$rlog"
 	timeout 300 "$VMM" --serial "file=$rlog" --timeout 240 --restore "source_url=file://$dir" --resume \
