@@ -40,8 +40,7 @@ now_ms() { date +%s%3N; }
 measure() {
 	local log=$1
 	shift
-	rm -f "$log"
-	: >"$log"
+	: >"$log"  # tail follows it from the start
 	local start pid t=0 rss=0
 	start=$(now_ms)
 	"$@" </dev/null >/dev/null 2>&1 &

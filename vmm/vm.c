@@ -128,7 +128,6 @@ static int set_memory(struct vm *vm)
 	return 0;
 }
 
-
 /* With --verbose: which backing guest RAM got, why, and whether huge pages can back it. */
 static void note_backing(const struct vm *vm, const char *why)
 {

@@ -280,10 +280,10 @@ static void conn_fd_event(void *opaque, int fd, uint32_t events);
  * The host end is watched edge-triggered: an edge sets host_readable (cleared
  * by a read that says EAGAIN, or a short one: conn_stage_fill) or lets the
  * pending ring flush, so a connection that may not send now (no credit, no
- * receive buffer) costs no wake-ups until the guest makes room. EPOLLOUT is in the mask only while the
- * pending ring holds bytes: a writable socket raises an EPOLLOUT edge every
- * time its reader takes data, which would wake the loop for nothing on every
- * read the host makes.
+ * receive buffer) costs no wake-ups until the guest makes room. EPOLLOUT is
+ * in the mask only while the pending ring holds bytes: a writable socket
+ * raises an EPOLLOUT edge every time its reader takes data, which would wake
+ * the loop for nothing on every read the host makes.
  */
 static void conn_update_events(struct mconn *m)
 {
