@@ -10,6 +10,7 @@
 #   guest_ran LOG NAME        vmm exited 0 and guest test NAME ended with rc=0
 #   expect_usage_error NEEDLE ARGS...  vmm ARGS exits 2 with one line containing NEEDLE
 #   nested_flaw STDERR LOG    note a boot the nested host's emulation wrecked (suite.sh retries once)
+#   flaw_noted                nested_flaw noted this attempt's boot (prints why)
 set -u
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -52,6 +53,11 @@ boot_skip() {
 }
 
 boot_fail() {
+	# Found after the emulation wrecked the guest (a triple fault mid-case that
+	# an API call then met as a missing VM): retried as when vmm_boot sees it.
+	if [ -n "${2:-}" ] && ! flaw_noted >/dev/null; then
+		nested_flaw "$2.stderr" "$2"
+	fi
 	echo "FAIL boot:$CURRENT_CASE: $1" >>"$RESULTS"
 	echo "  FAIL $CURRENT_CASE: $1"
 	if [ -n "${2:-}" ] && [ -f "$2" ]; then
@@ -151,6 +157,12 @@ nested_flaw() {
 		return 0
 	fi
 	echo "$why" >>"$WORK/flaw.$CURRENT_CASE"
+}
+
+# flaw_noted: nested_flaw has noted this attempt's boot as wrecked by the
+# emulation; prints why.
+flaw_noted() {
+	[ -s "$WORK/flaw.$CURRENT_CASE" ] && head -n 1 "$WORK/flaw.$CURRENT_CASE"
 }
 
 # guest_test TEST LOG [vmm args...]: the generic kernel running /tests/TEST.
