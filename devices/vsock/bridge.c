@@ -2,6 +2,7 @@
 #include "devices/vsock/bridge.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,22 +42,42 @@ struct vsock_bridge {
 	struct hs *connecting;        /* waiting for the guest's answer */
 };
 
+/* Firecracker splits the line on white space: ASCII's is all a port line can hold. */
+static bool hs_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
 int vsock_bridge_parse_connect(const char *line, size_t len, uint32_t *port)
 {
+	static const char cmd[] = "connect";
 	uint64_t v = 0;
-	size_t i = 8, digits = 0;
+	size_t i = 0, start;
 
-	if (len && line[len - 1] == '\r')
-		len--;
-	if (len < 9 || memcmp(line, "CONNECT ", 8) != 0)
+	while (i < len && hs_space(line[i]))
+		i++;
+	for (size_t k = 0; k < sizeof(cmd) - 1; k++, i++) {
+		/* ASCII case folding: only 'A'..'Z' become letters under | 0x20. */
+		if (i >= len || (line[i] | 0x20) != cmd[k])
+			return -EINVAL;
+	}
+	if (i >= len || !hs_space(line[i]))
 		return -EINVAL;
-	for (; i < len; i++) {
-		if (line[i] < '0' || line[i] > '9' || ++digits > 10)
+	while (i < len && hs_space(line[i]))
+		i++;
+	/* What Rust's u32 parsing takes: an optional '+', decimal digits, leading zeros. */
+	if (i < len && line[i] == '+')
+		i++;
+	for (start = i; i < len && !hs_space(line[i]); i++) {
+		if (line[i] < '0' || line[i] > '9')
 			return -EINVAL;
 		v = v * 10 + (uint64_t)(line[i] - '0');
+		if (v > 0xffffffffull)
+			return -EINVAL;
 	}
-	if (v > 0xffffffffull)
+	if (i == start)
 		return -EINVAL;
+	/* Words after the port are ignored, as Firecracker ignores them. */
 	*port = (uint32_t)v;
 	return 0;
 }

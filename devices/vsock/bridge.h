@@ -10,7 +10,7 @@
  * After the handshake the client's socket itself becomes the connection's
  * host end (no copy in between). Hostile clients cost only their own
  * connection: a line longer than VSOCK_BRIDGE_LINE_MAX, anything but the
- * command, a client that stays silent or half-writes for
+ * command (vsock_bridge_parse_connect), a client that stays silent or half-writes for
  * VSOCK_BRIDGE_HANDSHAKE_MS, more than VSOCK_BRIDGE_MAX_PENDING handshakes
  * at once: each closes that client only. Runs on the VM's event loop.
  */
@@ -29,9 +29,10 @@
 struct vsock_bridge;
 
 /*
- * Parse one handshake line (without its '\n'; a trailing '\r' is allowed):
- * "CONNECT <port>" with one space and a decimal port of 1 to 10 digits
- * below 2^32, nothing else. Returns 0 and *port, or -EINVAL. Pure (fuzzed).
+ * Parse one handshake line (without its '\n'), taking what Firecracker takes:
+ * words split on white space, the first "connect" in any case, the second a
+ * decimal port below 2^32 (an optional '+', leading zeros allowed), any
+ * further words ignored. Returns 0 and *port, or -EINVAL. Pure (fuzzed).
  */
 int vsock_bridge_parse_connect(const char *line, size_t len, uint32_t *port);
 

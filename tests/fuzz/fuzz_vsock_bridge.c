@@ -3,39 +3,71 @@
  * the input is what a host client writes to the bridge socket. It is split
  * into lines the way the bridge takes them (up to the '\n', at most
  * VSOCK_BRIDGE_LINE_MAX bytes before it), and each line goes through
- * vsock_bridge_parse_connect(). An accepted line must be exactly
- * "CONNECT " + 1..10 decimal digits (+ optional '\r') naming a port below
- * 2^32, and the port must be the number those digits spell.
+ * vsock_bridge_parse_connect(), whose verdict and port must match a second,
+ * word-splitting reading of Firecracker's grammar: the first word "connect"
+ * in any case, the second an optional '+' and decimal digits worth less than
+ * 2^32, any further words ignored.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "devices/vsock/bridge.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check_line(const char *line, size_t len)
+/* The next word of line[*pos..len): its start and length (0 at the end). */
+static size_t next_word(const char *line, size_t len, size_t *pos, const char **word)
 {
-	uint32_t port = 0xdeadbeef;
-	size_t body = len, digits;
+	size_t i = *pos, n = 0;
+
+	while (i < len && strchr(" \t\n\v\f\r", line[i]) && line[i])
+		i++;
+	*word = line + i;
+	while (i + n < len && !(strchr(" \t\n\v\f\r", line[i + n]) && line[i + n]))
+		n++;
+	*pos = i + n;
+	return n;
+}
+
+/* The oracle: 0 and *port for a good line, -1 for a bad one. */
+static int oracle(const char *line, size_t len, uint32_t *port)
+{
+	const char *w;
+	size_t pos = 0, n;
 	uint64_t v = 0;
 
-	if (vsock_bridge_parse_connect(line, len, &port) < 0)
-		return;
-	if (body && line[body - 1] == '\r')
-		body--;
-	if (body < 9 || memcmp(line, "CONNECT ", 8))
-		abort();
-	digits = body - 8;
-	if (digits < 1 || digits > 10)
-		abort();
-	for (size_t i = 8; i < body; i++) {
-		if (line[i] < '0' || line[i] > '9')
-			abort();
-		v = v * 10 + (uint64_t)(line[i] - '0');
+	n = next_word(line, len, &pos, &w);
+	if (n != 7 || strncasecmp(w, "connect", 7) != 0 || memchr(w, '\0', n))
+		return -1;
+	n = next_word(line, len, &pos, &w);
+	if (n && w[0] == '+') {
+		w++;
+		n--;
 	}
-	if (v > 0xffffffffull || v != port)
+	if (!n)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (w[i] < '0' || w[i] > '9')
+			return -1;
+		if (v <= 0xffffffffull)
+			v = v * 10 + (uint64_t)(w[i] - '0');
+	}
+	if (v > 0xffffffffull)
+		return -1;
+	*port = (uint32_t)v;
+	return 0;
+}
+
+static void check_line(const char *line, size_t len)
+{
+	uint32_t port = 0xdeadbeef, want = 0;
+	int r = vsock_bridge_parse_connect(line, len, &port);
+
+	if ((r == 0) != (oracle(line, len, &want) == 0))
+		abort();
+	if (r == 0 && port != want)
 		abort();
 }
 
