@@ -207,6 +207,9 @@ void x86_vcpu_describe_wait(int vcpu_fd, char *buf, size_t len)
 	struct kvm_mp_state mp;
 	struct kvm_lapic_state lapic;
 	struct kvm_regs regs;
+	char deadline[64];
+	uint64_t tsc, dl;
+	int khz;
 
 	memset(&msrs, 0, sizeof(msrs));
 	msrs.hdr.nmsrs = 2;
@@ -217,6 +220,19 @@ void x86_vcpu_describe_wait(int vcpu_fd, char *buf, size_t len)
 		snprintf(buf, len, "state unavailable");
 		return;
 	}
+	/* How far off the deadline is says whether the guest's time still runs (a
+	 * timer hours ahead is a clock that jumped, one long past a lost interrupt). */
+	tsc = msrs.hdr.entries[0].data;
+	dl = msrs.hdr.entries[1].data;
+	khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
+	if (!dl)
+		snprintf(deadline, sizeof(deadline), "unarmed");
+	else if (khz <= 0)
+		snprintf(deadline, sizeof(deadline), "armed, in the %s", dl > tsc ? "future" : "past");
+	else
+		snprintf(deadline, sizeof(deadline), "armed, %llu ms %s",
+			 (unsigned long long)((dl > tsc ? dl - tsc : tsc - dl) / (uint64_t)khz),
+			 dl > tsc ? "ahead" : "overdue");
 	snprintf(buf, len,
 		 "%s rip=%#llx rflags.IF=%u; LAPIC tpr=%#x isr=%d irr=%d lvtt=%#x tmict=%#x; "
 		 "tsc-deadline %s",
@@ -224,10 +240,7 @@ void x86_vcpu_describe_wait(int vcpu_fd, char *buf, size_t len)
 		 (unsigned long long)regs.rip, (unsigned)(regs.rflags >> 9) & 1,
 		 lapic_reg(&lapic, APIC_TPR), lapic_highest(&lapic, APIC_ISR),
 		 lapic_highest(&lapic, APIC_IRR), lapic_reg(&lapic, APIC_LVTT),
-		 lapic_reg(&lapic, APIC_TMICT),
-		 msrs.hdr.entries[1].data == 0 ? "unarmed" :
-		 msrs.hdr.entries[1].data > msrs.hdr.entries[0].data ? "armed, in the future" :
-									"armed, in the past");
+		 lapic_reg(&lapic, APIC_TMICT), deadline);
 }
 
 int x86_vcpu_translate(int vcpu_fd, uint64_t gva, uint64_t *gpa)
