@@ -313,7 +313,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "\r\n");
 		fprintf(stderr, "vmm: %s\n", vm.exit_reason);
 	}
-	if (status == VMM_EXIT_TIMEOUT)
+	/* SIGQUIT asks where a stuck guest waits, as --timeout reports it. */
+	if (status == VMM_EXIT_TIMEOUT || status == VMM_EXIT_SIGNAL + SIGQUIT)
 		vm_report_vcpus(&vm, stderr);
 	vm_destroy(&vm);
 	vm_snapshot_free(snap); /* after the VM: cfg's strings point into it */

@@ -113,11 +113,12 @@ vmm_boot() {
 # show it there too, at a few percent of boots (docs/testing.md). Note it so
 # suite.sh runs the case again; on a real /dev/kvm it stays a failure.
 #
-# One more signature, console or not: at --timeout, a vCPU runs with interrupts
-# enabled, nothing in service, and an interrupt pending in its LAPIC that it
-# never took. Delivering it was the hypervisor's job (vmm uses KVM's in-kernel
-# LAPIC), and in the nested host the emulated SVM sometimes loses the kick that
-# would make it (docs/testing.md).
+# One more signature, console or not: at --timeout (or SIGQUIT), a vCPU runs
+# with interrupts enabled, nothing in service, and an interrupt pending in its
+# LAPIC that it never took; or it sits halted, interrupts enabled, with its
+# TSC-deadline timer a second or more overdue. Delivering those was the
+# hypervisor's job (vmm uses KVM's in-kernel LAPIC), and in the nested host the
+# emulated SVM sometimes loses the kick that would make it (docs/testing.md).
 #
 # And a third: the guest kernel panicked inside its own exception entry code
 # (error_entry, paranoid_entry, asm_exc_*) on a CPU entry-area stack
@@ -130,8 +131,13 @@ vmm_boot() {
 nested_flaw() {
 	local why undelivered=
 	[ -n "${KVM_HOST_NESTED:-}" ] || return 0
-	grep -q '^vmm: --timeout [0-9]* s expired' "$1" 2>/dev/null &&
+	if grep -qE '^vmm: (--timeout [0-9]* s expired|stopped by signal Quit)' "$1" 2>/dev/null; then
 		undelivered=$(grep -m1 -E '^vmm: vCPU [0-9]+: runnable rip=0x[0-9a-f]+ rflags\.IF=1; LAPIC tpr=0 isr=-1 irr=([3-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5]) ' "$1")
+		# A halted vCPU, interrupts on, its TSC-deadline timer unmasked and a
+		# second or more overdue: KVM's in-kernel LAPIC never fired it.
+		[ -n "$undelivered" ] ||
+			undelivered=$(grep -m1 -E '^vmm: vCPU [0-9]+: halted rip=0x[0-9a-f]+ rflags\.IF=1; LAPIC tpr=0x[0-9a-f]+ isr=-1 irr=-1 lvtt=0x4[0-9a-f]{4} tmict=0; tsc-deadline armed, [0-9]{4,} ms overdue' "$1")
+	fi
 	if [ -n "${undelivered:-}" ]; then
 		why="the L2 guest hung with an interrupt KVM never delivered (${undelivered#vmm: })"
 	elif grep -q '^vmm: guest kernel panic' "$1" 2>/dev/null &&

@@ -12,6 +12,14 @@ api() {
 	"$VMM" ctl --api-socket "$API_SOCK" "$@"
 }
 
+# api_quit: stop a vmm whose guest stopped counting with SIGQUIT, which has it
+# print where each vCPU waits; boot_fail then tells the nested host's flaws
+# (an interrupt KVM never delivered) from a failure of vmm's.
+api_quit() {
+	kill -QUIT "$API_PID" 2>/dev/null
+	wait "$API_PID" 2>/dev/null
+}
+
 # The last count the guest printed, or -1.
 last_count() {
 	local n
@@ -57,7 +65,7 @@ pause_for() {
 	out=$(api resume 2>&1) || { boot_fail "vmm ctl resume: $out" "$log"; return 1; }
 	expect_state "$log" Running || return 1
 	wait_count "$log" $((before + 3)) 60 ||
-		{ boot_fail "no count after resume (stuck at $(last_count "$log"))" "$log"; return 1; }
+		{ api_quit; boot_fail "no count after resume (stuck at $(last_count "$log"))" "$log"; return 1; }
 	# Exactly where it stopped: every number once, none skipped.
 	grep -aq "^count=$((before + 1))" "$log" ||
 		{ boot_fail "after count=$before the guest went on with $(grep -a '^count=' "$log" | grep -A1 "^count=$before" | tail -n 1)" "$log"; return 1; }
@@ -117,7 +125,7 @@ case_api_sleep_wake() {
 	hostile_burst
 	i=$(last_count "$log")
 	wait_count "$log" $((i + 2)) 30 ||
-		{ kill "$API_PID"; boot_fail "the guest stopped counting after the hostile burst ($(tail -n 3 "$WORK/api-hostile.out"))" "$log"; return; }
+		{ api_quit; boot_fail "the guest stopped counting after the hostile burst ($(tail -n 3 "$WORK/api-hostile.out"))" "$log"; return; }
 	grep -q '"error"' "$WORK/api-hostile.out" ||
 		{ kill "$API_PID"; boot_fail "no JSON error among the hostile answers" "$log"; return; }
 	expect_state "$log" Running || { kill "$API_PID"; return; }

@@ -64,3 +64,21 @@ case_sigterm_status() {
 	grep -q 'stopped by signal' "$log.stderr" || { boot_fail "no message for SIGTERM: $(cat "$log.stderr")"; return; }
 	boot_pass
 }
+
+# SIGQUIT: 131, and first where each vCPU was, as --timeout reports it.
+case_sigquit_status() {
+	local log=$WORK/sigquit.log pid
+	"$VMM" --kernel "$KERNEL" --initramfs "$INITRD" --cmdline "$CMDLINE_BASE vmm.test=hang" \
+		--cpus 2 --serial "file=$log" </dev/null >"$log.stderr" 2>&1 &
+	pid=$!
+	sleep 5
+	kill -QUIT "$pid"
+	wait "$pid"
+	RC=$?
+	expect_rc 131 "$log" "SIGQUIT" || return
+	grep -q '^vmm: stopped by signal Quit' "$log.stderr" &&
+		grep -qE '^vmm: vCPU 0: [a-z-]+ rip=0x[0-9a-f]+ rflags\.IF=[01]; LAPIC .*tsc-deadline' "$log.stderr" &&
+		grep -qE '^vmm: vCPU 1: [a-z-]+ rip=0x' "$log.stderr" ||
+		{ boot_fail "SIGQUIT's report: $(tr '\n' ' ' <"$log.stderr")"; return; }
+	boot_pass "$(grep -c '^vmm: vCPU [0-9]*:' "$log.stderr") vCPU lines"
+}
