@@ -69,6 +69,7 @@ nested_flaw_signature() {
 			! flawed $'vmm: stopped by signal Terminated\nvmm: vCPU 1: runnable rip=0x1 rflags.IF=1; LAPIC tpr=0 isr=-1 irr=251 lvtt=0x400ec tmict=0; tsc-deadline unarmed' 'x' &&
 			flawed $'vmm: stopped by signal Quit\nvmm: vCPU 0: halted rip=0x1 rflags.IF=1; LAPIC tpr=0x10 isr=-1 irr=-1 lvtt=0x400ec tmict=0; tsc-deadline armed, 1500 ms overdue' 'x' &&
 			grep -q 'never delivered (vCPU 0: halted' "$WORK/flaw.c" &&
+			flawed $'vmm: stopped by signal Quit\nvmm: vCPU 1: halted rip=0x1 rflags.IF=1; LAPIC tpr=0 isr=-1 irr=-1 lvtt=0x400ec tmict=0; tsc-deadline armed, 2500 ms overdue' 'x' &&
 			flawed $'vmm: --timeout 240 s expired; the guest\'s last console line: "x"\nvmm: vCPU 0: halted rip=0x1 rflags.IF=1; LAPIC tpr=0x10 isr=-1 irr=-1 lvtt=0x400ec tmict=0; tsc-deadline armed, 92000 ms overdue' 'x' &&
 			! flawed $'vmm: stopped by signal Quit\nvmm: vCPU 0: halted rip=0x1 rflags.IF=1; LAPIC tpr=0x10 isr=-1 irr=-1 lvtt=0x400ec tmict=0; tsc-deadline armed, 999 ms overdue' 'x' &&
 			! flawed $'vmm: stopped by signal Quit\nvmm: vCPU 0: halted rip=0x1 rflags.IF=1; LAPIC tpr=0x10 isr=-1 irr=-1 lvtt=0x500ec tmict=0; tsc-deadline armed, 1500 ms overdue' 'x' &&

@@ -136,7 +136,7 @@ nested_flaw() {
 		# A halted vCPU, interrupts on, its TSC-deadline timer unmasked and a
 		# second or more overdue: KVM's in-kernel LAPIC never fired it.
 		[ -n "$undelivered" ] ||
-			undelivered=$(grep -m1 -E '^vmm: vCPU [0-9]+: halted rip=0x[0-9a-f]+ rflags\.IF=1; LAPIC tpr=0x[0-9a-f]+ isr=-1 irr=-1 lvtt=0x4[0-9a-f]{4} tmict=0; tsc-deadline armed, [0-9]{4,} ms overdue' "$1")
+			undelivered=$(grep -m1 -E '^vmm: vCPU [0-9]+: halted rip=0x[0-9a-f]+ rflags\.IF=1; LAPIC tpr=(0|0x[0-9a-f]+) isr=-1 irr=-1 lvtt=0x4[0-9a-f]{4} tmict=0; tsc-deadline armed, [0-9]{4,} ms overdue' "$1")
 	fi
 	if [ -n "${undelivered:-}" ]; then
 		why="the L2 guest hung with an interrupt KVM never delivered (${undelivered#vmm: })"
