@@ -210,7 +210,7 @@ boot_l1() {
 				# QEMU's stdio chardev turned output processing back on; the
 				# guest side already sends CR LF, so pass bytes through as they are.
 				if [ -n "$tty" ]; then
-					stty -opost </dev/tty 2>/dev/null
+					{ stty -opost </dev/tty; } 2>/dev/null
 				else
 					echo "$prog: nested KVM host up after $(elapsed "$start") s" >&2
 				fi
