@@ -34,8 +34,7 @@ selected() {
 # Runs one case in its own shell under a deadline, so one that hangs fails
 # alone; its verdict goes to VERDICT.
 attempt() {
-	local file=$1 name=$2 verdict=$3 rc
-	local tpid
+	local file=$1 name=$2 verdict=$3 rc tpid
 	rm -f "$verdict" "$WORK/flaw.$name"
 	timeout -k 10 "$CASE_TIMEOUT" bash -c \
 		'source "$1"; source "$2"; RESULTS=$4; run_case "$3"' _ "$REPO/tests/boot/lib.sh" "$file" "$name" "$verdict" \

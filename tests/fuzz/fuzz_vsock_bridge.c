@@ -8,6 +8,7 @@
  * in any case, the second an optional '+' and decimal digits worth less than
  * 2^32, any further words ignored.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,15 +18,21 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* strchr finds the terminating NUL too: a NUL is not white space. */
+static bool is_white(char c)
+{
+	return c && strchr(" \t\n\v\f\r", c);
+}
+
 /* The next word of line[*pos..len): its start and length (0 at the end). */
 static size_t next_word(const char *line, size_t len, size_t *pos, const char **word)
 {
 	size_t i = *pos, n = 0;
 
-	while (i < len && strchr(" \t\n\v\f\r", line[i]) && line[i])
+	while (i < len && is_white(line[i]))
 		i++;
 	*word = line + i;
-	while (i + n < len && !(strchr(" \t\n\v\f\r", line[i + n]) && line[i + n]))
+	while (i + n < len && !is_white(line[i + n]))
 		n++;
 	*pos = i + n;
 	return n;

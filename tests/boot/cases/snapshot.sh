@@ -59,15 +59,6 @@ snap_kill() {
 	wait "$SNAP_PID" 2>/dev/null
 }
 
-# snap_lost LOG WHY: an API call to the running VM failed. vmm is stopped;
-# if it had already exited on the nested host's flaw (a guest triple fault
-# mid-run, say), that is noted so the case is tried again.
-snap_lost() {
-	snap_kill
-	nested_flaw "$1.stderr" "$1"
-	boot_fail "$2" "$1"
-}
-
 # snap_power_off LOG: press the power button and wait for vmm to exit 0.
 snap_power_off() {
 	local log=$1 out i
@@ -102,13 +93,11 @@ snap_take() {
 	if ! snap_start "$log" "$3" --kernel "$KERNEL" --initramfs "$INITRD" \
 		--cmdline "$CMDLINE_BASE vmm.test=count" --cpus 2 --memory 256M --rng; then
 		snap_kill
-		nested_flaw "$log.stderr" "$log"
 		boot_fail "vmm did not come up: $(tail -n 2 "$log.stderr")" "$log"
 		return 1
 	fi
 	if ! snap_wait_count "$log" 3 "$BOOT_TIMEOUT"; then
 		snap_kill
-		nested_flaw "$log.stderr" "$log"
 		boot_fail "the guest never counted to 3: $(tail -n 1 "$log.stderr")" "$log"
 		return 1
 	fi
@@ -116,7 +105,7 @@ snap_take() {
 	out=$(snap_api snapshot "$dir" 2>&1) && { snap_kill; boot_fail "a snapshot of a running VM was accepted" "$log"; return 1; }
 	grep -q "409 .*pause it" <<<"$out" || { snap_kill; boot_fail "snapshot of a running VM said: $out" "$log"; return 1; }
 	[ ! -e "$dir/state.dtb" ] || { snap_kill; boot_fail "a refused snapshot wrote $dir/state.dtb" "$log"; return 1; }
-	out=$(snap_api pause 2>&1) || { snap_lost "$log" "vmm ctl pause: $out"; return 1; }
+	out=$(snap_api pause 2>&1) || { snap_kill; boot_fail "vmm ctl pause: $out" "$log"; return 1; }
 	SNAP_AT=$(snap_last_count "$log")
 	t0=$(date +%s%N)
 	out=$(snap_api snapshot "$dir" 2>&1) || { snap_kill; boot_fail "vmm ctl snapshot: $out" "$log"; return 1; }
@@ -147,7 +136,7 @@ case_snapshot_restore() {
 	[ "$(snap_last_count "$rlog")" -eq -1 ] || { snap_kill; boot_fail "the restored VM ran before vm.resume" "$rlog"; return; }
 	out=$(snap_api resume 2>&1) || { snap_kill; boot_fail "vmm ctl resume after restore: $out" "$rlog"; return; }
 	snap_wait_count "$rlog" $((at + 3)) 60 ||
-		{ nested_flaw "$rlog.stderr" "$rlog"; snap_kill; boot_fail "the restored guest did not count on (last $(snap_last_count "$rlog"), paused at $at)" "$rlog"; return; }
+		{ snap_kill; boot_fail "the restored guest did not count on (last $(snap_last_count "$rlog"), paused at $at)" "$rlog"; return; }
 	snap_power_off "$rlog" || return
 	snap_continues "$rlog" "$at" || return
 	grep -aq "count: power button pressed" "$rlog" || { boot_fail "the restored guest did not see the power button" "$rlog"; return; }
@@ -160,7 +149,7 @@ case_snapshot_restore() {
 		return
 	fi
 	snap_wait_count "$rlog2" $((at + 3)) 60 ||
-		{ nested_flaw "$rlog2.stderr" "$rlog2"; snap_kill; boot_fail "the second restore did not count on (last $(snap_last_count "$rlog2"))" "$rlog2"; return; }
+		{ snap_kill; boot_fail "the second restore did not count on (last $(snap_last_count "$rlog2"))" "$rlog2"; return; }
 	snap_power_off "$rlog2" || return
 	snap_continues "$rlog2" "$at" || return
 	boot_pass "paused at count=$at; snapshot in $SNAP_MS ms, $(du -k "$dir/memory" | cut -f1) KiB of 256 MiB on disk; restored twice, each counting on from $((at + 1))"
@@ -233,20 +222,20 @@ case_snapshot_blk_writes() {
 	done
 	if ! grep -q '^loop_started' "$log" 2>/dev/null; then
 		snap_kill
-		nested_flaw "$log.stderr" "$log"
 		boot_fail "the guest's write loop never started" "$log"
 		return
 	fi
 	sleep 6
-	out=$(snap_api pause 2>&1) || { snap_lost "$log" "vmm ctl pause: $out"; return; }
-	out=$(snap_api snapshot "$dir" 2>&1) || { snap_lost "$log" "vmm ctl snapshot: $out"; return; }
+	out=$(snap_api pause 2>&1) || { snap_kill; boot_fail "vmm ctl pause: $out" "$log"; return; }
+	out=$(snap_api snapshot "$dir" 2>&1) || { snap_kill; boot_fail "vmm ctl snapshot: $out" "$log"; return; }
 	snap_kill
 	rm -f "$rlog"
 	timeout 300 "$VMM" --serial "file=$rlog" --timeout 240 --restore "source_url=file://$dir" --resume \
 		</dev/null >"$rlog.stderr" 2>&1
 	RC=$?
-	# A restored guest meets the nested host's flaws as a booting one does.
-	[ "$RC" -eq 0 ] || { nested_flaw "$rlog.stderr" "$rlog"; boot_fail "the restored VM: vmm exit $RC: $(tail -n 2 "$rlog.stderr")" "$rlog"; return; }
+	# A restored guest meets the nested host's flaws as a booting one does
+	# (boot_fail looks for them in the log it is given).
+	[ "$RC" -eq 0 ] || { boot_fail "the restored VM: vmm exit $RC: $(tail -n 2 "$rlog.stderr")" "$rlog"; return; }
 	guest_ran "$rlog" vhost-blk-loop || return
 	expect_value bad_passes 0 "$rlog" || return
 	last=$(log_value "$rlog" last_written)

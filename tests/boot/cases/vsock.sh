@@ -175,7 +175,6 @@ case_snapshot_vsock() {
 	if ! grep -aq '^snapvsock: listening' "$log" 2>/dev/null; then
 		snap_kill
 		kill "$lp" 2>/dev/null
-		nested_flaw "$log.stderr" "$log"
 		boot_fail "the guest never listened: $(tail -n 1 "$log.stderr")" "$log"
 		return
 	fi
@@ -196,7 +195,7 @@ case_snapshot_vsock() {
 	grep -a '^old: hold' "$log" >"$dir/old.guest"
 	why=$(xchg_agree "the connection before the snapshot" "$dir/old.host" "$dir/old.guest" "$bytes") ||
 		{ snap_kill; kill "$lp" "$op" 2>/dev/null; boot_fail "$why" "$log"; return; }
-	out=$(snap_api pause 2>&1) || { kill "$lp" "$op" 2>/dev/null; snap_lost "$log" "vmm ctl pause: $out"; return; }
+	out=$(snap_api pause 2>&1) || { snap_kill; kill "$lp" "$op" 2>/dev/null; boot_fail "vmm ctl pause: $out" "$log"; return; }
 	out=$(snap_api snapshot "$snap" 2>&1) || { snap_kill; kill "$lp" "$op" 2>/dev/null; boot_fail "vmm ctl snapshot: $out" "$log"; return; }
 	snap_kill
 	# The old host connection belonged to the killed process: it ends now.
