@@ -268,16 +268,28 @@ static void assign_ioeventfds(struct virtio_pci *vp, uint64_t notify_addr, bool 
 	for (unsigned q = 0; q < vp->vdev->num_queues; q++) {
 		struct virtio_pci_queue *pq = &vp->queues[q];
 		uint64_t addr = notify_addr + (uint64_t)q * VPCI_NOTIFY_MULTIPLIER;
-		int ret;
+		int fd = notifier_fd(&pq->kick), ret;
 
 		if (!assign) {
 			if (pq->ioeventfd_assigned)
-				irq_ioeventfd_deassign(vp->irq, notifier_fd(&pq->kick), addr, 2, false);
+				irq_ioeventfd_deassign(vp->irq, fd, addr, pq->ioeventfd_len, false);
 			pq->ioeventfd_assigned = false;
 			continue;
 		}
-		/* Exactly 2-byte writes (the queue index, 4.1.4.4); others trap and are forwarded. */
-		ret = irq_ioeventfd_assign(vp->irq, notifier_fd(&pq->kick), addr, 2, false);
+		/*
+		 * Any width (length 0), as QEMU and Firecracker register theirs:
+		 * KVM then also puts it on its fast MMIO bus, where a VMX host
+		 * signals it without decoding the guest's instruction. A KVM
+		 * without KVM_CAP_IOEVENTFD_ANY_LENGTH refuses that with EINVAL:
+		 * exactly 2-byte writes then (the queue index, 4.1.4.4), and
+		 * other widths trap and are forwarded.
+		 */
+		pq->ioeventfd_len = 0;
+		ret = irq_ioeventfd_assign(vp->irq, fd, addr, 0, false);
+		if (ret == -EINVAL) {
+			pq->ioeventfd_len = 2;
+			ret = irq_ioeventfd_assign(vp->irq, fd, addr, 2, false);
+		}
 		pq->ioeventfd_assigned = !ret;
 		if (ret)
 			pr_guest_err("%s: ioeventfd for queue %u at %#llx failed (%s); kicks will trap",
@@ -783,7 +795,7 @@ static void vpci_bar_io(struct pci_device *d, unsigned bar, uint64_t off, uint8_
 		device_cfg_io(vp, in, data, len, is_write);
 		break;
 	case VPCI_NOTIFY:
-		/* Only widths the ioeventfd does not catch get here. */
+		/* Only kicks the ioeventfd does not catch get here (see assign_ioeventfds). */
 		if (!is_write) {
 			memset(data, 0, len);
 		} else if (in % VPCI_NOTIFY_MULTIPLIER == 0 &&

@@ -15,7 +15,7 @@
  * driver unmasks a vector with a valid message) and an eventfd bound to the
  * GSI with irqfd. Masked vectors collect a pending bit in the PBA instead.
  * Kicks: each queue has an eventfd registered with KVM as an ioeventfd on
- * its 2-byte notify address, so a kick costs no exit to userspace; the
+ * its notify address (any width), so a kick costs no exit to userspace; the
  * eventfd is watched by the VM's event loop while the queue is enabled and
  * the device live (DRIVER_OK until reset).
  *
@@ -157,6 +157,7 @@ struct virtio_pci_queue {
 	unsigned index;
 	struct notifier kick;       /* the ioeventfd */
 	bool ioeventfd_assigned;
+	uint32_t ioeventfd_len;     /* 0 (any width) where KVM takes it, else 2 */
 	struct evloop_fd *watch;    /* on the event loop while the device is live */
 	uint16_t msix_vector;       /* guarded by msix_lock */
 	/* Atomic counters for vm.counters; not counted for vdev->external_queues. */

@@ -109,7 +109,7 @@ static const struct irq_kvm_ops fake_ops = {
 static int ioeventfd_at(struct fake_kvm *k, uint64_t addr)
 {
 	for (unsigned i = 0; i < k->nr_ioev; i++)
-		if (k->ioev[i].on && k->ioev[i].addr == addr && k->ioev[i].len == 2)
+		if (k->ioev[i].on && k->ioev[i].addr == addr && (k->ioev[i].len == 0 || k->ioev[i].len == 2))
 			return k->ioev[i].fd;
 	return -1;
 }

@@ -53,6 +53,7 @@ struct fake_kvm {
 	unsigned nr_irqfd;
 	struct { int fd; uint64_t addr; uint32_t len; bool on; } ioev[64];
 	unsigned nr_ioev;
+	bool no_any_length;    /* a KVM without KVM_CAP_IOEVENTFD_ANY_LENGTH */
 };
 
 static int fake_routing(void *ctx, const struct kvm_irq_routing *t)
@@ -91,6 +92,8 @@ static int fake_ioeventfd(void *ctx, int fd, uint64_t addr, uint32_t len, bool p
 	struct fake_kvm *k = ctx;
 
 	assert_false(pio);
+	if (len == 0 && k->no_any_length)
+		return -EINVAL;
 	for (unsigned i = 0; i < k->nr_ioev; i++) {
 		if (k->ioev[i].on && k->ioev[i].addr == addr && k->ioev[i].len == len) {
 			if (assign)
@@ -117,11 +120,12 @@ static const struct irq_kvm_ops fake_ops = {
 	.ioeventfd = fake_ioeventfd,
 };
 
-/* The fd KVM would signal for a 2-byte write at addr, or -1. */
+/* The fd KVM would signal for a 2-byte write at addr (any width: length 0), or -1. */
 static int ioeventfd_at(struct fake_kvm *k, uint64_t addr)
 {
 	for (unsigned i = 0; i < k->nr_ioev; i++)
-		if (k->ioev[i].on && k->ioev[i].addr == addr && k->ioev[i].len == 2)
+		if (k->ioev[i].on && k->ioev[i].addr == addr &&
+		    (k->ioev[i].len == 0 || k->ioev[i].len == 2))
 			return k->ioev[i].fd;
 	return -1;
 }
@@ -541,8 +545,10 @@ static void test_identity_bars_and_caps(void **state)
 		}
 	}
 	assert_int_equal(seen, 1 | 1 << 1 | 1 << 2 | 1 << 3 | 1 << 4 | 1 << 5);
-	/* One ioeventfd per queue on its 2-byte notify address; one irqfd per vector. */
+	/* One ioeventfd per queue on its notify address, any width; one irqfd per vector. */
 	assert_int_equal(nr_ioeventfds(&f->kvm), 2);
+	for (unsigned i = 0; i < f->kvm.nr_ioev; i++)
+		assert_int_equal(f->kvm.ioev[i].len, 0);
 	assert_true(ioeventfd_at(&f->kvm, f->bar2 + VPCI_NOTIFY) >= 0);
 	assert_true(ioeventfd_at(&f->kvm, f->bar2 + VPCI_NOTIFY + 4) >= 0);
 	assert_int_equal(f->kvm.nr_irqfd, 3);
@@ -914,7 +920,7 @@ static void test_notify_trap_path(void **state)
 
 	bring_up(f);
 	offer(f, 0, 1, BUF, 8);
-	/* A 4-byte write is not the ioeventfd's: it traps and is forwarded. */
+	/* A write that reaches the BAR (one KVM did not catch) is forwarded. */
 	wr(f, f->bar2 + VPCI_NOTIFY, 0, 4);
 	assert_int_equal(run_loop(f), 1);
 	assert_int_equal(used_idx(f, 0), 1);
@@ -957,6 +963,34 @@ static void test_bar_moves_ioeventfds(void **state)
 	assert_int_equal(used_idx(f, 0), 1);
 	/* Moved with decoding on, to a place outside every window: gone again. */
 	wr(f, bar + 4, 0xffffffff, 4);
+	assert_int_equal(nr_ioeventfds(&f->kvm), 0);
+}
+
+/* A KVM that refuses any-width ioeventfds: 2-byte ones, moved and removed alike. */
+static void test_ioeventfd_fixed_width_fallback(void **state)
+{
+	struct fx *f = *state;
+	uint64_t bar = cfg_addr(f, PCI_BAR0 + 4 * VPCI_BAR), moved = MEM64_BASE + 0x100000;
+
+	wr(f, cfg_addr(f, PCI_COMMAND), 0, 2);
+	assert_int_equal(nr_ioeventfds(&f->kvm), 0);
+	f->kvm.no_any_length = true;
+	wr(f, bar, (uint32_t)moved | PCI_BAR_MEM64_FLAG, 4);
+	wr(f, bar + 4, moved >> 32, 4);
+	wr(f, cfg_addr(f, PCI_COMMAND), PCI_CMD_MEM, 2);
+	f->bar2 = moved;
+	assert_int_equal(nr_ioeventfds(&f->kvm), 2);
+	for (unsigned i = 0; i < f->kvm.nr_ioev; i++)
+		if (f->kvm.ioev[i].on)
+			assert_int_equal(f->kvm.ioev[i].len, 2);
+	bring_up(f);
+	offer(f, 0, 1, BUF, 8);
+	kick(f, 0);
+	assert_int_equal(run_loop(f), 1);
+	assert_int_equal(used_idx(f, 0), 1);
+	assert_int_equal(f->vp.nr_trapped_kicks, 0);
+	/* Removal names the width it was registered with (the fake refuses others). */
+	wr(f, cfg_addr(f, PCI_COMMAND), 0, 2);
 	assert_int_equal(nr_ioeventfds(&f->kvm), 0);
 }
 
@@ -2053,6 +2087,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_activate_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_notify_trap_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bar_moves_ioeventfds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ioeventfd_fixed_width_fallback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_config_and_generation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pci_cfg_access_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
