@@ -33,6 +33,9 @@
 #   KVM_HOST_TEST_SILENT_ONCE=1 L1 hangs silently, its heartbeat stopped (self-test
 #                             of the heartbeat watch)
 #   KVM_HOST_HEARTBEAT_S=SECS an L1 silent for SECS (default 120) counts as wedged
+#   KVM_HOST_STALL_S=SECS     an L1 that idles (QEMU under 10 % of a CPU) while the
+#                             command prints nothing, for SECS (default 1000, more
+#                             than a boot case's deadline), counts as wedged too
 #   KVM_HOST_APPEND=WORDS     more L1 kernel command line (experiments)
 #   KVM_HOST_ACCEL=tcg,...    QEMU's -accel for L1 (experiments; default tcg)
 #   KVM_HOST_CPU=MODEL,...    QEMU's -cpu for L1 (experiments; default max,-erms,-fsrm)
@@ -48,6 +51,7 @@ set -uo pipefail
 prog=kvm-host
 timeout_s=1800 mem=8G cpus=2 retries=2 tty=
 heartbeat_s=${KVM_HOST_HEARTBEAT_S:-120}
+stall_s=${KVM_HOST_STALL_S:-1000}
 usage() {
 	echo "usage: kvm-host.sh [--timeout SECS] [--mem SIZE] [--cpus N] [--retries N] [--tty] -- CMD [ARGS...]" >&2
 	exit 125
@@ -69,6 +73,7 @@ done
 [[ $retries =~ ^[0-9]$|^[1-9][0-9]$ ]] || { echo "$prog: bad --retries '$retries' (0 to 99)" >&2; exit 125; }
 [[ $mem =~ ^[1-9][0-9]*[MGT]?$ ]] || { echo "$prog: bad --mem '$mem'" >&2; exit 125; }
 [[ $heartbeat_s =~ ^[1-9][0-9]*$ ]] || { echo "$prog: bad KVM_HOST_HEARTBEAT_S '$heartbeat_s'" >&2; exit 125; }
+[[ $stall_s =~ ^[1-9][0-9]*$ ]] || { echo "$prog: bad KVM_HOST_STALL_S '$stall_s'" >&2; exit 125; }
 
 # shellcheck source=tests/nested/kvm-usable.sh
 . "$(dirname "${BASH_SOURCE[0]}")/kvm-usable.sh" || exit 125
@@ -153,7 +158,7 @@ boot_l1() {
 	# In debug mode the console log of an L1 that died is kept, numbered.
 	[ -n "${KVM_HOST_DEBUG:-}" ] && [ -s "$tmp/console.log" ] && mv "$tmp/console.log" "$tmp/console.$boots.log"
 	boots=$((boots + 1))
-	rm -f "$tmp/ctl" "$tmp/console.log" "$tmp/out" "$tmp/err" "$tmp/wedged" "$tmp/silent"
+	rm -f "$tmp/ctl" "$tmp/console.log" "$tmp/out" "$tmp/err" "$tmp/wedged" "$tmp/silent" "$tmp/stalled"
 	: >"$tmp/ctl"
 	cmdline="console=ttyS0 panic=-1 kvmhost.run=$tmp"
 	if [ -n "${KVM_HOST_DEBUG:-}" ]; then cmdline+=" printk.time=1"; else cmdline+=" quiet loglevel=1"; fi
@@ -225,9 +230,17 @@ boot_l1() {
 	# timers stopped, which nothing reports, so l1-init sends a heartbeat on
 	# the control port every 15 s. After two minutes of lockup, or
 	# $heartbeat_s s without a heartbeat, L1 is stopped and counted as dead,
-	# so it is booted again (at most --retries times, below).
+	# so it is booted again (at most --retries times, below). A third way, seen
+	# once in a boot suite: L1's timers ran and its heartbeat came, but the
+	# command stopped, idle, in the middle of a line of output (a lost
+	# interrupt in L1 can leave a writer waiting for good). So in batch mode an
+	# L1 that idles while the command prints nothing for $stall_s s is stopped
+	# the same way: every 10 s, QEMU's CPU time and the bytes the output
+	# readers passed on are sampled; 1 s of CPU in 10 s, or any output, is life.
 	(
 		last_size=-1 last_change=$SECONDS
+		vm_pid= tick=0 last_cpu=-1 last_out=-1 last_life=$SECONDS
+		hz=$(getconf CLK_TCK 2>/dev/null) || hz=100
 		while kill -0 "$qemu_pid" 2>/dev/null; do
 			if grep -aqE 'soft lockup - CPU#[0-9]+ stuck for ([0-9]{4,}|[2-9][0-9]{2}|1[2-9][0-9])s' \
 				"$tmp/console.log" 2>/dev/null; then
@@ -242,6 +255,25 @@ boot_l1() {
 				echo $((SECONDS - last_change)) >"$tmp/silent"
 				kill -TERM "$qemu_pid" 2>/dev/null
 				exit 0
+			fi
+			tick=$((tick + 1))
+			if [ -z "$tty" ] && [ $((tick % 5)) -eq 0 ]; then
+				# In batch mode $qemu_pid is timeout's; QEMU is its child.
+				[ -n "$vm_pid" ] || vm_pid=$(pgrep -P "$qemu_pid" | head -n 1)
+				cpu=$(awk '{ print $14 + $15 }' "/proc/$vm_pid/stat" 2>/dev/null) || cpu=-1
+				out=0
+				for p in "${cat_pids[@]}"; do
+					out=$((out + $(awk '/^wchar:/ { print $2 }' "/proc/$p/io" 2>/dev/null || echo 0)))
+				done
+				if [ "$out" != "$last_out" ] || [ "$last_cpu" -lt 0 ] || [ "$cpu" -lt 0 ] ||
+					[ $((cpu - last_cpu)) -ge "$hz" ]; then
+					last_life=$SECONDS
+				elif [ $((SECONDS - last_life)) -ge "$stall_s" ]; then
+					echo $((SECONDS - last_life)) >"$tmp/stalled"
+					kill -TERM "$qemu_pid" 2>/dev/null
+					exit 0
+				fi
+				last_cpu=$cpu last_out=$out
 			fi
 			sleep 2
 		done
@@ -265,6 +297,9 @@ boot_l1() {
 		attempt_rc=-1
 	elif [ -e "$tmp/silent" ]; then
 		echo "$prog: the nested KVM host wedged (no heartbeat for $(cat "$tmp/silent") s: its clock stopped); stopped it" >&2
+		attempt_rc=-1
+	elif [ -e "$tmp/stalled" ]; then
+		echo "$prog: the nested KVM host stalled (idle, and nothing from the command, for $(cat "$tmp/stalled") s); stopped it" >&2
 		attempt_rc=-1
 	elif [ -z "$tty" ] && [ "$qrc" -eq 124 ]; then
 		echo "$prog: timed out after $timeout_s s; nested KVM host killed" >&2

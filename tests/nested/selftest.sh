@@ -3,7 +3,7 @@
 # the nested host (KVM_HOST_FORCE_NESTED=1), even where /dev/kvm works.
 # Checks: exit status, stdout/stderr kept apart and intact, argv quoting, cwd,
 # environment passing, the read-write build/ share and the read-only root,
-# a working /dev/kvm in L1 that kvm-probe finds fast, the retry after a dead L1 and after a wedged or silent one, no retry with
+# a working /dev/kvm in L1 that kvm-probe finds fast, the retry after a dead L1 and after a wedged, silent or stalled one, no retry with
 # --retries 0, the timeout, the
 # interactive mode on a pseudo-terminal, and bad arguments. One "PASS|FAIL nested:selftest:CASE" line per case, also appended
 # to $RESULTS (default build/results.txt); ends with "N passed, N failed".
@@ -95,6 +95,18 @@ rc=$?
 check no-retry-status "$([ $rc -eq 125 ]; echo $?)" "rc=$rc, want 125"
 check no-retry-message "$(grep -qF 'died (no retries allowed); giving up' "$work/err" && ! grep -q retrying "$work/err"; echo $?)"
 check no-retry-not-run "$(! grep -q ran-anyway "$work/out"; echo $?)"
+
+# 2e. A stalled L1 (alive, idle, the command silent) is stopped, reported and
+# retried once: the first run of the command idles; the retry finds its mark
+# on the build/ share and ends.
+KVM_HOST_STALL_S=40 "$host" --timeout 600 -- sh -c \
+	"if [ -e '$work/stalled-once' ]; then echo after-stall; exit 8; fi; : >'$work/stalled-once'; sleep 400" \
+	>"$work/out" 2>"$work/err"
+rc=$?
+check stall-retry-status "$([ $rc -eq 8 ]; echo $?)" "rc=$rc, want 8"
+check stall-message "$(grep -qF 'the nested KVM host stalled (idle, and nothing from the command, for' "$work/err"; echo $?)" \
+	"$(tail -n 3 "$work/err")"
+check stall-ran-once "$([ "$(grep -c after-stall "$work/out")" -eq 1 ]; echo $?)"
 
 # 3. The timeout kills QEMU and gives 124.
 start=$SECONDS
