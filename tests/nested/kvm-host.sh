@@ -260,10 +260,12 @@ boot_l1() {
 			if [ -z "$tty" ] && [ $((tick % 5)) -eq 0 ]; then
 				# In batch mode $qemu_pid is timeout's; QEMU is its child.
 				[ -n "$vm_pid" ] || vm_pid=$(pgrep -P "$qemu_pid" | head -n 1)
-				cpu=$(awk '{ print $14 + $15 }' "/proc/$vm_pid/stat" 2>/dev/null) || cpu=-1
+				cpu=$(awk '{ print $14 + $15 }' "/proc/$vm_pid/stat" 2>/dev/null)
+				[[ $cpu =~ ^[0-9]+$ ]] || cpu=-1
 				out=0
 				for p in "${cat_pids[@]}"; do
-					out=$((out + $(awk '/^wchar:/ { print $2 }' "/proc/$p/io" 2>/dev/null || echo 0)))
+					w=$(awk '/^wchar:/ { print $2 }' "/proc/$p/io" 2>/dev/null)
+					[[ $w =~ ^[0-9]+$ ]] && out=$((out + w))
 				done
 				if [ "$out" != "$last_out" ] || [ "$last_cpu" -lt 0 ] || [ "$cpu" -lt 0 ] ||
 					[ $((cpu - last_cpu)) -ge "$hz" ]; then
