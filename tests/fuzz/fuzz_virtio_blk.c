@@ -65,6 +65,8 @@
 #include "vmm/gmem.h"
 #include "vmm/vm.h"
 
+#include "tests/fuzz/fuzz_input.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define RAM_SIZE     0x40000ull
@@ -129,34 +131,6 @@ static struct disk disks[NDEV];
 static uint8_t initial[IMG_BYTES], shadow[IMG_BYTES], img_now[IMG_BYTES];
 static uint8_t canary[RAM_SIZE], before[RAM_SIZE], after[RAM_SIZE], expect[RAM_SIZE];
 static unsigned resets;
-
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t take8(struct input *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
-
-static uint16_t take16(struct input *in)
-{
-	return (uint16_t)(take8(in) | take8(in) << 8);
-}
-
-static uint32_t take32(struct input *in)
-{
-	return take16(in) | (uint32_t)take16(in) << 16;
-}
-
-static uint64_t take64(struct input *in)
-{
-	return take32(in) | (uint64_t)take32(in) << 32;
-}
 
 static void on_signal(struct virtio_dev *vdev, unsigned q) { (void)vdev; (void)q; }
 static void on_needs_reset(struct virtio_dev *vdev) { (void)vdev; resets++; }

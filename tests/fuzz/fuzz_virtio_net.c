@@ -59,6 +59,8 @@
 #include "vmm/gmem.h"
 #include "vmm/vm.h"
 
+#include "tests/fuzz/fuzz_input.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define RAM_SIZE     0x80000ull
@@ -136,34 +138,6 @@ static struct vm vm;
 static struct fz fz;
 static uint8_t canary[RAM_SIZE], mirror[RAM_SIZE], after[RAM_SIZE];
 static uint8_t buf[2 * MAX_FRAME], frame_buf[2 * MAX_FRAME];
-
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t take8(struct input *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
-
-static uint16_t take16(struct input *in)
-{
-	return (uint16_t)(take8(in) | take8(in) << 8);
-}
-
-static uint32_t take32(struct input *in)
-{
-	return take16(in) | (uint32_t)take16(in) << 16;
-}
-
-static uint64_t take64(struct input *in)
-{
-	return take32(in) | (uint64_t)take32(in) << 32;
-}
 
 static void on_signal(struct virtio_dev *vdev, unsigned q) { (void)vdev; (void)q; }
 static void on_needs_reset(struct virtio_dev *vdev) { (void)vdev; fz.resets++; }
