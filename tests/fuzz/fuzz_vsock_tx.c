@@ -5,7 +5,9 @@
  * closes its ends, with device resets and snapshot restores in between.
  *
  * Every input builds a fresh device (guest CID 3) with a stream listener on
- * port 80 and a SEQPACKET one on port 90. Operations, first byte:
+ * port 80 and a SEQPACKET one on port 90. The input's first byte picks the
+ * features (bits 0-1) and how many receive buffers (1-8, bits 2-4) are
+ * offered at each activation. Then operations, first byte:
  *   0: a tx packet: [flags][44-byte header][le16 payload length][payload]
  *      flags bit 0: force src_cid 3 / dst_cid 2, bit 1: make len agree,
  *      bit 2: split the header over two descriptors, bit 3: point dst at 80/90
@@ -14,14 +16,22 @@
  *   4: host reads end [i]; 5: host closes end [i];
  *   6: device reset and re-activation; 7: pause, snapshot save + load, resume
  *      (connections forgotten, TRANSPORT_RESET)
+ *   8: offer one hostile receive chain of [shape]: the header split over two
+ *      buffers, a zero-length buffer, a readable buffer first, an address
+ *      across or past the end of RAM, a length of 4 GiB, a buffer over the
+ *      receive ring's own descriptors
+ *   9: offer one event buffer of [shape]: right, too short, readable, outside RAM
  * Checks beyond ASan/UBSan: every packet the device puts on rx comes from
- * CID 2 to CID 3, with a known op and type and a length inside its buffer.
+ * CID 2 to CID 3, with a known op and type and a length inside its buffer;
+ * and at the end, guest RAM differs from what the driver wrote only where it
+ * offered the device a writable buffer, or in the used rings.
  */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 #include "channel/evloop.h"
 #include "devices/vsock/mux.h"
@@ -36,11 +46,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define QSIZE    16u
 #define RX_BUF   0x10000u    /* 16 x 0x2000 */
 #define TX_BUF   0x40000u    /* 16 x 0x11000 */
+#define EV_BUF   0x9000u     /* event buffers: 16 x 0x100 */
+#define HOSTILE  0x160000u   /* op 8's chains: 16 x 0x2000 */
 #define MAX_ENDS 16
 #define MAX_OPS  256
+#define MAX_SEGS 3
 
 static const uint64_t qgpa[3][3] = {
-	{ 0x1000, 0x2000, 0x3000 }, { 0x4000, 0x5000, 0x6000 }, { 0x7000, 0x8000, 0x9000 },
+	{ 0x1000, 0x2000, 0x3000 }, { 0x4000, 0x5000, 0x6000 }, { 0x7000, 0x8000, 0x8800 },
+};
+
+/* A receive chain as the driver offered it, by its head descriptor. */
+struct rx_chain {
+	unsigned n;
+	bool over_ring;      /* a buffer over a ring: its bytes are not the packet's alone */
+	uint64_t gpa[MAX_SEGS];
+	uint32_t len[MAX_SEGS];
 };
 
 struct fz {
@@ -52,7 +73,25 @@ struct fz {
 	unsigned nends;
 	uint16_t avail_idx[3], next_desc[3], used_seen[3];
 	uint64_t features;
+	uint8_t first_rx;    /* op_rx's count for the buffers offered at activation */
+	struct rx_chain rx[QSIZE];
+	uint8_t *shadow;     /* guest RAM as the driver wrote it */
+	uint8_t *writable;   /* a bit per byte of RAM the device was offered */
 };
+
+static void allow(struct fz *f, uint64_t gpa, uint64_t len)
+{
+	uint64_t end = gpa + len < RAM_SIZE ? gpa + len : RAM_SIZE;
+
+	for (uint64_t a = gpa; a < end; a++) {
+		if (a % 8 == 0 && end - a >= 8) {
+			f->writable[a / 8] = 0xff;
+			a += 7;
+		} else {
+			f->writable[a / 8] |= (uint8_t)(1u << (a % 8));
+		}
+	}
+}
 
 static void on_signal(struct virtio_dev *vdev, unsigned q) { (void)vdev; (void)q; }
 static void on_needs_reset(struct virtio_dev *vdev) { (void)vdev; }
@@ -61,6 +100,7 @@ static void wr(struct fz *f, uint64_t gpa, const void *p, size_t len)
 {
 	if (gmem_write(&f->vm.mem, gpa, p, len))
 		abort();
+	memcpy(f->shadow + gpa, p, len);
 }
 
 static void add_desc_chain(struct fz *f, unsigned q, const uint64_t *gpa, const uint32_t *len,
@@ -78,6 +118,18 @@ static void add_desc_chain(struct fz *f, unsigned q, const uint64_t *gpa, const 
 			.next = cpu_to_le16((uint16_t)((idx + 1) % QSIZE)),
 		};
 		wr(f, qgpa[q][0] + 16ull * idx, &d, sizeof(d));
+		if (write[i])
+			allow(f, gpa[i], len[i]);
+	}
+	if (q == 0) {
+		f->rx[head].n = n;
+		f->rx[head].over_ring = false;
+		for (unsigned i = 0; i < n; i++) {
+			if (gpa[i] < RX_BUF && len[i])
+				f->rx[head].over_ring = true;
+			f->rx[head].gpa[i] = gpa[i];
+			f->rx[head].len[i] = len[i];
+		}
 	}
 	f->next_desc[q] = (uint16_t)((head + n) % QSIZE);
 	v = cpu_to_le16(head);
@@ -91,6 +143,27 @@ static void pump(struct fz *f)
 {
 	for (int i = 0; i < 64 && evloop_run_once(f->vm.loop, 0) > 0; i++)
 		;
+}
+
+/* The first `n` bytes of a receive chain into `out`; returns the chain's length. */
+static uint64_t gather(struct fz *f, const struct rx_chain *c, void *out, size_t n)
+{
+	uint8_t *o = out;
+	uint64_t total = 0;
+
+	for (unsigned i = 0; i < c->n; i++) {
+		size_t take = c->len[i] < n ? c->len[i] : n;
+
+		/* The device used this chain, so all of it lies in RAM. */
+		if (take && gmem_read(&f->vm.mem, c->gpa[i], o, take))
+			abort();
+		o += take;
+		n -= take;
+		total += c->len[i];
+	}
+	if (n)
+		abort();  /* used, though shorter than the header */
+	return total;
 }
 
 /* Check what the device put on rx since last time. */
@@ -111,15 +184,15 @@ static void check_rx(struct fz *f)
 		if (gmem_read(&f->vm.mem, e, &id, 4) || gmem_read(&f->vm.mem, e + 4, &len, 4))
 			abort();
 		if (le32_to_cpu(id) >= QSIZE || le32_to_cpu(len) < VSOCK_HDR_LEN ||
-		    le32_to_cpu(len) > VSOCK_HDR_LEN + 4096)
-			abort();
-		if (gmem_read(&f->vm.mem, RX_BUF + 0x2000ull * le32_to_cpu(id), &h, sizeof(h)))
+		    le32_to_cpu(len) > VSOCK_HDR_LEN + 4096 ||
+		    gather(f, &f->rx[le32_to_cpu(id)], &h, sizeof(h)) < le32_to_cpu(len))
 			abort();
 		vsock_hdr_decode(&h, &p);
-		if (p.src_cid != VSOCK_HOST_CID || p.dst_cid != 3 || p.len != le32_to_cpu(len) - VSOCK_HDR_LEN ||
+		if (!f->rx[le32_to_cpu(id)].over_ring &&
+		    (p.src_cid != VSOCK_HOST_CID || p.dst_cid != 3 || p.len != le32_to_cpu(len) - VSOCK_HDR_LEN ||
 		    p.op < VIRTIO_VSOCK_OP_REQUEST || p.op > VIRTIO_VSOCK_OP_CREDIT_REQUEST ||
 		    (p.type != VIRTIO_VSOCK_TYPE_STREAM && p.type != VIRTIO_VSOCK_TYPE_SEQPACKET) ||
-		    (p.op != VIRTIO_VSOCK_OP_RW && p.len))
+		    (p.op != VIRTIO_VSOCK_OP_RW && p.len)))
 			abort();
 		f->used_seen[0]++;
 	}
@@ -140,7 +213,8 @@ static void activate(struct fz *f)
 		vq->avail_gpa = qgpa[q][1];
 		vq->used_gpa = qgpa[q][2];
 		for (int i = 0; i < 3; i++)
-			wr(f, qgpa[q][i], zero, sizeof(zero));
+			wr(f, qgpa[q][i], zero, q == 2 ? 0x800 : sizeof(zero));
+		allow(f, qgpa[q][2], q == 2 ? 0x800 : 0x1000);
 		if (virtq_enable(vq, f->features))
 			abort();
 		f->avail_idx[q] = f->next_desc[q] = f->used_seen[q] = 0;
@@ -213,6 +287,67 @@ static void op_rx(struct fz *f, uint8_t count, uint8_t size_code)
 	f->vdev.ops->queue_notify(&f->vdev, 0);
 }
 
+/* One receive chain of a shape a hostile driver may offer. */
+static void op_rx_hostile(struct fz *f, uint8_t shape)
+{
+	uint64_t base = HOSTILE + 0x2000ull * f->next_desc[0];
+	uint64_t gpa[MAX_SEGS] = { base, base + 0x100, base + 0x200 };
+	uint32_t len[MAX_SEGS] = { VSOCK_HDR_LEN, 4096, 0 };
+	bool w[MAX_SEGS] = { true, true, true };
+	unsigned n = 2;
+
+	switch (shape % 8) {
+	case 0: len[0] = 20; len[1] = VSOCK_HDR_LEN - 20 + 4096; break;  /* header split */
+	case 1: len[1] = 0; len[2] = 100; n = 3; break;                    /* a zero-length buffer */
+	case 2: w[0] = false; len[0] = 10; break;                          /* readable first */
+	case 3: gpa[0] = RAM_SIZE - 10; len[0] = 100; n = 1; break;        /* across the end of RAM */
+	case 4: gpa[1] = RAM_SIZE + 0x1000; break;                         /* past it */
+	case 5: len[1] = 0xffffffffu; break;                               /* 4 GiB */
+	case 6: gpa[1] = qgpa[0][0]; len[1] = 16 * QSIZE; break;           /* over the descriptor table */
+	case 7: gpa[0] = qgpa[0][2]; len[0] = 0x100; n = 1; break;         /* over its own used ring */
+	}
+	add_desc_chain(f, 0, gpa, len, w, n);
+	f->vdev.ops->queue_notify(&f->vdev, 0);
+}
+
+/* One event buffer: TRANSPORT_RESET (after a restore) needs one. */
+static void op_event(struct fz *f, uint8_t shape)
+{
+	uint64_t gpa = EV_BUF + 0x100ull * f->next_desc[2];
+	uint32_t len = 8;
+	bool w = true;
+
+	switch (shape % 4) {
+	case 1: len = 3; break;
+	case 2: w = false; break;
+	case 3: gpa = RAM_SIZE - 4; break;
+	}
+	add_desc_chain(f, 2, &gpa, &len, &w, 1);
+	f->vdev.ops->queue_notify(&f->vdev, 2);
+}
+
+/*
+ * Guest RAM changed only where the driver let the device write. Pages no one
+ * wrote are not resident (and read as zero): only resident ones are compared,
+ * so an input does not fault in all of RAM.
+ */
+static void check_ram(struct fz *f)
+{
+	static unsigned char resident[RAM_SIZE / 4096];
+	uint8_t *ram = gmem_translate(&f->vm.mem, 0, RAM_SIZE);
+
+	if (!ram || mincore(ram, RAM_SIZE, resident))
+		abort();
+	for (size_t blk = 0; blk < RAM_SIZE; blk += 4096) {
+		if (!(resident[blk / 4096] & 1) || !memcmp(ram + blk, f->shadow + blk, 4096))
+			continue;
+		for (size_t a = blk; a < blk + 4096; a++) {
+			if (ram[a] != f->shadow[a] && !(f->writable[a / 8] & (1u << (a % 8))))
+				abort();
+		}
+	}
+}
+
 static void accept_all(struct fz *f, struct vsock_listener *l)
 {
 	struct stream_end *e;
@@ -249,7 +384,7 @@ static int snapshot_restore(struct fz *f)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static uint8_t buf[70000];
+	static uint8_t buf[70000], shadow[RAM_SIZE], writable[RAM_SIZE / 8];
 	struct fz *f;
 	char err[256];
 	size_t i = 1;
@@ -257,7 +392,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	f = calloc(1, sizeof(*f));
-	if (!f || gmem_create(&f->vm.mem, RAM_SIZE, 0, 0) || evloop_create(&f->vm.loop))
+	if (!f)
+		abort();
+	/* Static: ASan's calloc would write all 2 MiB, and fault it in, every input. */
+	memset(shadow, 0, sizeof(shadow));
+	memset(writable, 0, sizeof(writable));
+	f->shadow = shadow;
+	f->writable = writable;
+	if (gmem_create(&f->vm.mem, RAM_SIZE, 0, 0) || evloop_create(&f->vm.loop))
 		abort();
 	f->vdev.vm = &f->vm;
 	if (virtio_vsock_kind.create(&f->vm, "cid=3", &f->vdev, err, sizeof(err)))
@@ -269,11 +411,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	f->features = (1ull << VIRTIO_F_VERSION_1) | (data[0] & 1 ? 1ull << VIRTIO_VSOCK_F_SEQPACKET : 0) |
 		      (data[0] & 2 ? 1ull << VIRTIO_F_EVENT_IDX : 0);
+	f->first_rx = data[0] >> 2;
 	activate(f);
-	op_rx(f, 7, 0);
+	op_rx(f, f->first_rx, 0);
 
 	for (unsigned ops = 0; i < size && ops < MAX_OPS; ops++) {
-		uint8_t op = data[i++] % 8;
+		uint8_t op = data[i++] % 10;
 		uint8_t a = i < size ? data[i] : 0, b = i + 1 < size ? data[i + 1] : 0;
 
 		switch (op) {
@@ -316,11 +459,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			for (unsigned q = 0; q < 3; q++)
 				virtq_reset(&f->vdev.vqs[q]);
 			activate(f);
-			op_rx(f, 7, 0);
+			op_rx(f, f->first_rx, 0);
 			break;
 		case 7:
 			if (f->vdev.ops->pause(&f->vdev) || snapshot_restore(f) || f->vdev.ops->resume(&f->vdev))
 				abort();
+			break;
+		case 8:
+			op_rx_hostile(f, a);
+			i += 1;
+			break;
+		case 9:
+			op_event(f, a);
+			i += 1;
 			break;
 		}
 		pump(f);
@@ -331,6 +482,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	vsock_listener_close(f->l80);
 	vsock_listener_close(f->l90);
 	f->vdev.ops->destroy(&f->vdev);
+	check_ram(f);
 	evloop_destroy(f->vm.loop);
 	gmem_destroy(&f->vm.mem);
 	free(f);
