@@ -11,12 +11,6 @@ if dd if=/dev/zero of=$dev bs=4k count=1 oflag=direct 2>/dev/null; then
 else
 	echo "write=refused"
 fi
-blockdev --setrw $dev 2>/dev/null
-if dd if=/dev/zero of=$dev bs=4k count=1 seek=1 oflag=direct 2>/dev/null; then
-	echo "write_setrw=accepted"
-else
-	echo "write_setrw=refused"
-fi
 # A rw mount falls back to read-only; the file system reads but takes no writes.
 mkdir -p /mnt/disk
 if mount -t ext4 -o rw /dev/vda /mnt/disk 2>/dev/null; then
@@ -30,5 +24,14 @@ if mount -t ext4 -o rw /dev/vda /mnt/disk 2>/dev/null; then
 	umount /mnt/disk
 else
 	echo "mount_opts=failed"
+fi
+# Last: on older kernels (5.10 here) --setrw makes the kernel treat a
+# read-only disk as writable, and a rw mount after it would write and fail.
+# The device must still refuse the write.
+blockdev --setrw $dev 2>/dev/null
+if dd if=/dev/zero of=$dev bs=4k count=1 seek=1 oflag=direct 2>/dev/null; then
+	echo "write_setrw=accepted"
+else
+	echo "write_setrw=refused"
 fi
 exit 0
