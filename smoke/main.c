@@ -30,10 +30,13 @@
 #endif
 
 #define CMDLINE "console=ttyS0 quiet panic=-1 reboot=k vmm.test=smoke"
+#define APPEND_MAX 1024  /* --append's bytes: with ours, well inside Linux's 2048 */
+#define STR_(x) #x
+#define STR(x)  STR_(x)
 
 #define USAGE \
 	"usage: vmm-smoke --kernel PATH [--modules DIR] [--cpus N] [--memory MIB] [--tap NAME]\n" \
-	"                 [--timeout SECS] [--vmm PATH] [--keep]\n"
+	"                 [--timeout SECS] [--append ARGS] [--vmm PATH] [--keep]\n"
 
 static const char usage_text[] =
 	USAGE
@@ -46,12 +49,14 @@ static const char usage_text[] =
 	"online, memory as configured, virtio devices probed, the disk reads back the\n"
 	"pattern, power-off. One line per check, then \"N passed, N failed\"; exit status\n"
 	"0 only if all passed, 1 if a check failed, 2 for bad arguments.\n"
+	"--append adds kernel arguments after vmm-smoke's own:\n"
+	"  " CMDLINE "\n"
 	"The initramfs and the disk are cached in $VMM_SMOKE_CACHE (default\n"
 	"build/smoke-cache), remade when a guest-image source is newer.\n"
 	"Defaults: --cpus 2 --memory 512 --timeout 300 --vmm (the vmm beside this program).\n";
 
 struct opts {
-	const char *kernel, *modules, *tap, *vmm;
+	const char *kernel, *modules, *tap, *vmm, *append;
 	unsigned cpus, mem, timeout;
 	bool keep;
 };
@@ -113,6 +118,15 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		} else if (!strcmp(a, "--memory")) {
 			if (!parse_uint(v, false, &o->mem))
 				die_usage("--memory %s: give MiB, e.g. 512", v);
+		} else if (!strcmp(a, "--append")) {
+			if (strlen(v) > APPEND_MAX)
+				die_usage("--append: longer than the %s bytes it may add", STR(APPEND_MAX));
+			for (const char *c = v; *c; c++) {
+				if ((unsigned char)*c < 0x20 || *c == 0x7f)
+					die_usage("--append: control characters (a tab, a newline) "
+						  "cannot be kernel arguments%s", "");
+			}
+			o->append = v;
 		} else if (!strcmp(a, "--timeout")) {
 			if (!parse_uint(v, true, &o->timeout))
 				die_usage("--timeout %s: not a number of seconds", v);
@@ -426,6 +440,7 @@ int main(int argc, char **argv)
 	char disk[PATH_MAX], sha_path[PATH_MAX], modules[PATH_MAX], path[PATH_MAX], work[PATH_MAX] = "";
 	char version[256] = "", tag[512], want_sha[80] = "", tap[16] = "", mem_arg[32], cpus_arg[16];
 	char timeout_arg[16], disk_arg[PATH_MAX + 32], net_arg[32];
+	char cmdline[sizeof(CMDLINE) + 1 + APPEND_MAX];
 	const char *repo = SMOKE_REPO, *mroot = NULL, *depfile = NULL, *env;
 	struct smoke_console con;
 	struct smoke_run r = { .name = "vmm-smoke", .vmm_name = "vmm" };
@@ -550,8 +565,10 @@ int main(int argc, char **argv)
 	snprintf(timeout_arg, sizeof(timeout_arg), "%u", o.timeout);
 	snprintf(disk_arg, sizeof(disk_arg), "path=%s,readonly=on", disk);
 	snprintf(net_arg, sizeof(net_arg), "tap=%s", tap);
+	snprintf(cmdline, sizeof(cmdline), "%s%s%s", CMDLINE, o.append ? " " : "",
+		 o.append ? o.append : "");
 	char *vargs[] = { (char *)o.vmm, "--kernel", (char *)o.kernel, "--initramfs", initramfs,
-			  "--cpus", cpus_arg, "--memory", mem_arg, "--cmdline", CMDLINE,
+			  "--cpus", cpus_arg, "--memory", mem_arg, "--cmdline", cmdline,
 			  "--disk", disk_arg, "--rng", "--serial", "stdio", "--timeout", timeout_arg,
 			  tap[0] ? "--net" : NULL, net_arg, NULL };
 	char errpath[PATH_MAX];

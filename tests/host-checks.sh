@@ -209,10 +209,39 @@ smoke_same_verdicts() {
 	)
 }
 
+# vmm-smoke --append: the arguments reach vmm's --cmdline after vmm-smoke's
+# own; control characters and over-long ones are refused with status 2.
+smoke_append() {
+	(
+		tmp=$(mktemp -d) || exit 1
+		trap 'rm -rf "$tmp"' EXIT
+		export VMM_SMOKE_CACHE=$tmp/cache
+		mkdir -p "$VMM_SMOKE_CACHE"
+		: >"$VMM_SMOKE_CACHE/disk-4m.img"
+		echo "0000000000000000000000000000000000000000000000000000000000000000  disk" >"$VMM_SMOKE_CACHE/disk-4m.img.sha256"
+		: >"$VMM_SMOKE_CACHE/initramfs-builtin.cpio.gz"
+		# The fake VMM keeps its arguments, one a line.
+		printf '%s\n' '#!/bin/sh' "printf '%s\\n' \"\$@\" >$tmp/args" >"$tmp/fake-vmm"
+		chmod +x "$tmp/fake-vmm"
+		"$BUILD/vmm-smoke" --vmm "$tmp/fake-vmm" --kernel "$tmp/fake-vmm" --tap faketap \
+			--append "noxsave  a=b c" >"$tmp/out" 2>&1
+		grep -qx -- '--cmdline' "$tmp/args" &&
+			[ "$(sed -n '/^--cmdline$/{n;p}' "$tmp/args")" = "console=ttyS0 quiet panic=-1 reboot=k vmm.test=smoke noxsave  a=b c" ] ||
+			{ echo "  --append: vmm got:"; sed 's/^/  | /' "$tmp/args"; exit 1; }
+		"$BUILD/vmm-smoke" --vmm "$tmp/fake-vmm" --kernel "$tmp/fake-vmm" --append "$(printf 'a\nb')" >"$tmp/out" 2>&1
+		[ $? -eq 2 ] && grep -q "^vmm-smoke: --append: control characters" "$tmp/out" ||
+			{ echo "  a newline in --append:"; sed 's/^/  | /' "$tmp/out"; exit 1; }
+		"$BUILD/vmm-smoke" --vmm "$tmp/fake-vmm" --kernel "$tmp/fake-vmm" --append "$(printf '%01025d' 0)" >"$tmp/out" 2>&1
+		[ $? -eq 2 ] && grep -q "^vmm-smoke: --append: longer than the 1024 bytes" "$tmp/out" ||
+			{ echo "  a 1025-byte --append:"; sed 's/^/  | /' "$tmp/out"; exit 1; }
+	)
+}
+
 check help-and-version help_and_version
 check no-kvm-message no_kvm_message
 check nested-flaw-signature nested_flaw_signature
 check suite-flaw-retries suite_flaw_retries
 check silent-guest-stopped silent_guest_stopped
 check smoke-same-verdicts smoke_same_verdicts
+check smoke-append smoke_append
 exit $status

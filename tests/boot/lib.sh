@@ -34,7 +34,8 @@ RESULTS=$BUILD/boot-results.txt
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-240}
 BOOT_SILENT_S=${BOOT_SILENT_S:-90}
 # quiet: every console byte is a VM exit, and in the nested host exits are dear.
-# BOOT_CMDLINE_EXTRA: more kernel arguments for every case (tests/boot/with-kernel.sh).
+# BOOT_CMDLINE_EXTRA: more kernel arguments for every case (tests/boot/with-kernel.sh;
+# the smoke cases give it to vmm-smoke --append).
 CMDLINE_BASE="console=ttyS0 quiet panic=-1 reboot=k${BOOT_CMDLINE_EXTRA:+ $BOOT_CMDLINE_EXTRA}"
 
 mkdir -p "$WORK"

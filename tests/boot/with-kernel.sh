@@ -10,8 +10,8 @@
 # build/kernels/<uname -r>/, beside links to everything else of build/, and the
 # suite runs with BUILD pointing there (verdicts in its boot-results.txt).
 # Cases that boot the cloud kernel keep it. BOOT_CMDLINE_EXTRA adds kernel
-# arguments to the cases' command line (not vmm-smoke's). Exit status:
-# tests/boot/run.sh's.
+# arguments to every case's command line (vmm-smoke's through --append).
+# Exit status: tests/boot/run.sh's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -ge 1 ] || { echo "usage: tests/boot/with-kernel.sh IMAGE.deb [CASE...]" >&2; exit 2; }

@@ -122,7 +122,7 @@ static void port_io(struct fz *f, uint16_t port, unsigned width, uint8_t value, 
 	}
 }
 
-/* Whether an access of `width` bytes at `port` writes port `reg` (an outl to 0x602 writes 0x602-0x605). */
+/* Whether `width` bytes at `port` include port `reg` (an outl to 0x602 writes 0x602-0x605). */
 static bool covers(uint16_t port, unsigned width, uint16_t reg)
 {
 	return reg >= port && reg < port + width;

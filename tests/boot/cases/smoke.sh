@@ -4,7 +4,9 @@
 smoke_run() {
 	local out=$1
 	shift
-	"$BUILD/vmm-smoke" --vmm "$VMM" --timeout "$BOOT_TIMEOUT" --keep "$@" >"$out" 2>&1
+	local extra=()
+	[ -n "${BOOT_CMDLINE_EXTRA:-}" ] && extra=(--append "$BOOT_CMDLINE_EXTRA")
+	"$BUILD/vmm-smoke" --vmm "$VMM" --timeout "$BOOT_TIMEOUT" --keep "${extra[@]}" "$@" >"$out" 2>&1
 	RC=$?
 	# --keep: the console log and vmm's stderr, for nested_flaw and for the reader.
 	local kept
