@@ -151,6 +151,17 @@ silent_guest_stopped() {
 	)
 }
 
+# smoke_fake_cache DIR SHA256: a vmm-smoke cache in DIR/cache (exported as
+# VMM_SMOKE_CACHE) with an empty disk said to hash to SHA256 and an initramfs
+# newer than every guest-image source, so vmm-smoke builds nothing.
+smoke_fake_cache() {
+	export VMM_SMOKE_CACHE=$1/cache
+	mkdir -p "$VMM_SMOKE_CACHE"
+	: >"$VMM_SMOKE_CACHE/disk-4m.img"
+	echo "$2  disk" >"$VMM_SMOKE_CACHE/disk-4m.img.sha256"
+	: >"$VMM_SMOKE_CACHE/initramfs-builtin.cpio.gz"
+}
+
 # vmm-smoke (C) and the QEMU reference's report.sh (bash, bench/qemu-smoke.sh)
 # give the same verdicts, line for line, on the same consoles: a fake VMM
 # prints each. No KVM needed.
@@ -158,13 +169,8 @@ smoke_same_verdicts() {
 	(
 		tmp=$(mktemp -d) || exit 1
 		trap 'rm -rf "$tmp"' EXIT
-		export VMM_SMOKE_CACHE=$tmp/cache
-		mkdir -p "$VMM_SMOKE_CACHE"
 		sha=89a99926cd5491b5ae4bf95614bae1dd230e918d4fbb86fc8d0912f7fa34c125
-		: >"$VMM_SMOKE_CACHE/disk-4m.img"
-		echo "$sha  disk" >"$VMM_SMOKE_CACHE/disk-4m.img.sha256"
-		# Newer than every guest-image source: vmm-smoke builds nothing.
-		: >"$VMM_SMOKE_CACHE/initramfs-builtin.cpio.gz"
+		smoke_fake_cache "$tmp" "$sha"
 		printf '%s\n' '#!/bin/sh' 'cat "$FAKE_CONSOLE"; exit "$FAKE_RC"' >"$tmp/fake-vmm"
 		chmod +x "$tmp/fake-vmm"
 		printf 'VMMTEST-BEGIN smoke\r\nuptime_at_init=1.82\r\nkernel=6.1.0\r\ncpus=2\r\nonline=0-1\r\nmemtotal_kb=479000\r\nvirtio_ids= 0x0001 0x0002 0x0004\r\nvda_sha256=%s\r\nVMMTEST-END smoke rc=0\r\n[    2.141756] reboot: Power down\r\n' \
@@ -215,11 +221,7 @@ smoke_append() {
 	(
 		tmp=$(mktemp -d) || exit 1
 		trap 'rm -rf "$tmp"' EXIT
-		export VMM_SMOKE_CACHE=$tmp/cache
-		mkdir -p "$VMM_SMOKE_CACHE"
-		: >"$VMM_SMOKE_CACHE/disk-4m.img"
-		echo "0000000000000000000000000000000000000000000000000000000000000000  disk" >"$VMM_SMOKE_CACHE/disk-4m.img.sha256"
-		: >"$VMM_SMOKE_CACHE/initramfs-builtin.cpio.gz"
+		smoke_fake_cache "$tmp" "$(printf '%064d' 0)"
 		# The fake VMM keeps its arguments, one a line.
 		printf '%s\n' '#!/bin/sh' "printf '%s\\n' \"\$@\" >$tmp/args" >"$tmp/fake-vmm"
 		chmod +x "$tmp/fake-vmm"
