@@ -22,8 +22,10 @@
  *      receive ring's own descriptors
  *   9: offer one event buffer of [shape]: right, too short, readable, outside RAM
  * Checks beyond ASan/UBSan: every packet the device puts on rx comes from
- * CID 2 to CID 3, with a known op and type and a length inside its buffer;
- * and at the end, guest RAM differs from what the driver wrote only where it
+ * CID 2 to CID 3, with a known op and type and a length inside its buffer
+ * (not checked for a chain whose descriptors the driver rewrote while it
+ * was offered, and not at all once it offered a buffer over the rings); and
+ * at the end, guest RAM differs from what the driver wrote only where it
  * offered the device a writable buffer, or in the used rings.
  */
 #include <errno.h>
@@ -59,7 +61,7 @@ static const uint64_t qgpa[3][3] = {
 /* A receive chain as the driver offered it, by its head descriptor. */
 struct rx_chain {
 	unsigned n;
-	bool over_ring;      /* a buffer over a ring: its bytes are not the packet's alone */
+	bool clobbered;      /* a later chain rewrote one of its descriptors: the record may be stale */
 	uint64_t gpa[MAX_SEGS];
 	uint32_t len[MAX_SEGS];
 };
@@ -75,6 +77,8 @@ struct fz {
 	uint64_t features;
 	uint8_t first_rx;    /* op_rx's count for the buffers offered at activation */
 	struct rx_chain rx[QSIZE];
+	int8_t owner[QSIZE]; /* the head of the receive chain each descriptor was last written for */
+	bool rx_over_rings;  /* a receive buffer over the rings: packets may overwrite them */
 	uint8_t *shadow;     /* guest RAM as the driver wrote it */
 	uint8_t *writable;   /* a bit per byte of RAM the device was offered */
 };
@@ -122,11 +126,19 @@ static void add_desc_chain(struct fz *f, unsigned q, const uint64_t *gpa, const 
 			allow(f, gpa[i], len[i]);
 	}
 	if (q == 0) {
+		/* A driver that offers more than the ring holds rewrites descriptors still offered. */
+		for (unsigned i = 0; i < n; i++) {
+			int8_t *o = &f->owner[(head + i) % QSIZE];
+
+			if (*o >= 0 && *o != head)
+				f->rx[*o].clobbered = true;
+			*o = (int8_t)head;
+		}
 		f->rx[head].n = n;
-		f->rx[head].over_ring = false;
+		f->rx[head].clobbered = false;
 		for (unsigned i = 0; i < n; i++) {
 			if (gpa[i] < RX_BUF && len[i])
-				f->rx[head].over_ring = true;
+				f->rx_over_rings = true;
 			f->rx[head].gpa[i] = gpa[i];
 			f->rx[head].len[i] = len[i];
 		}
@@ -175,24 +187,36 @@ static void check_rx(struct fz *f)
 	if (gmem_read(&f->vm.mem, qgpa[0][2] + 2, &idx, 2))
 		abort();
 	used = le16_to_cpu(idx);
+	if (f->rx_over_rings) {
+		/* The driver let the device write over its own rings: nothing there can be trusted. */
+		f->used_seen[0] = used;
+		return;
+	}
 	while (f->used_seen[0] != used) {
 		uint64_t e = qgpa[0][2] + 4 + 8ull * (f->used_seen[0] % QSIZE);
 		le32 id, len;
 		struct vsock_hdr h;
 		struct vsock_pkt p;
+		const struct rx_chain *c;
 
 		if (gmem_read(&f->vm.mem, e, &id, 4) || gmem_read(&f->vm.mem, e + 4, &len, 4))
 			abort();
 		if (le32_to_cpu(id) >= QSIZE || le32_to_cpu(len) < VSOCK_HDR_LEN ||
-		    le32_to_cpu(len) > VSOCK_HDR_LEN + 4096 ||
-		    gather(f, &f->rx[le32_to_cpu(id)], &h, sizeof(h)) < le32_to_cpu(len))
+		    le32_to_cpu(len) > VSOCK_HDR_LEN + 4096)
+			abort();
+		c = &f->rx[le32_to_cpu(id)];
+		if (c->clobbered) {
+			/* What the device read is not what we recorded: bounds only. */
+			f->used_seen[0]++;
+			continue;
+		}
+		if (gather(f, c, &h, sizeof(h)) < le32_to_cpu(len))
 			abort();
 		vsock_hdr_decode(&h, &p);
-		if (!f->rx[le32_to_cpu(id)].over_ring &&
-		    (p.src_cid != VSOCK_HOST_CID || p.dst_cid != 3 || p.len != le32_to_cpu(len) - VSOCK_HDR_LEN ||
+		if (p.src_cid != VSOCK_HOST_CID || p.dst_cid != 3 || p.len != le32_to_cpu(len) - VSOCK_HDR_LEN ||
 		    p.op < VIRTIO_VSOCK_OP_REQUEST || p.op > VIRTIO_VSOCK_OP_CREDIT_REQUEST ||
 		    (p.type != VIRTIO_VSOCK_TYPE_STREAM && p.type != VIRTIO_VSOCK_TYPE_SEQPACKET) ||
-		    (p.op != VIRTIO_VSOCK_OP_RW && p.len)))
+		    (p.op != VIRTIO_VSOCK_OP_RW && p.len))
 			abort();
 		f->used_seen[0]++;
 	}
@@ -219,6 +243,8 @@ static void activate(struct fz *f)
 			abort();
 		f->avail_idx[q] = f->next_desc[q] = f->used_seen[q] = 0;
 	}
+	memset(f->owner, -1, sizeof(f->owner));
+	f->rx_over_rings = false;
 	if (f->vdev.ops->activate(&f->vdev))
 		abort();
 }
