@@ -19,7 +19,7 @@
  *   8: offer one hostile receive chain of [shape]: the header split over two
  *      buffers, a zero-length buffer, a readable buffer first, an address
  *      across or past the end of RAM, a length of 4 GiB, a buffer over the
- *      receive ring's own descriptors
+ *      receive ring's own descriptors or its used ring
  *   9: offer one event buffer of [shape]: right, too short, readable, outside RAM
  * Checks beyond ASan/UBSan: every packet the device puts on rx comes from
  * CID 2 to CID 3, with a known op and type and a length inside its buffer
