@@ -10,6 +10,7 @@ PACKAGES=(
 	acpica-tools
 	qemu-system-x86 qemu-utils
 	dpdk-dev  # dpdk-testpmd, the vhost-user net back-end of the boot tests (Debian 12's dpdk has only scripts)
+	socat  # the README's vsock examples, run by the boot tests
 	busybox-static cpio zstd xz-utils lz4 bzip2 kmod
 	e2fsprogs iproute2 curl
 )

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Prints what the guest sees: online CPUs, memory and kernel, one key=value a line.
+# Prints what the guest sees: online CPUs, memory, kernel and virtio devices, one
+# key=value a line.
 set -e
 count=0
 online=$(cat /sys/devices/system/cpu/online)
@@ -15,3 +16,4 @@ IFS=$old_ifs
 echo "cpus=$count"
 echo "memtotal_kb=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
 echo "kernel=$(uname -r)"
+echo "virtio_devices=$(ls /sys/bus/virtio/devices 2>/dev/null | wc -l)"

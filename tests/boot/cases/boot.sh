@@ -60,3 +60,20 @@ case_cloud_vmlinux() {
 		--cmdline "$CMDLINE_BASE vmm.test=info"
 	check_info "$log" 2 512
 }
+
+# acpi=off: the kernel finds its CPUs and interrupt routing in the MP table
+# alone, probes PCI through ports 0xCF8/0xCFC (no MCFG), and, having no way to
+# power off, ends with a reboot (vmm.end=reboot, reboot=k: status 0). A disk
+# read with one queue per vCPU shows all four CPUs and working interrupts.
+case_generic_acpi_off() {
+	local log=$WORK/generic-acpi-off.log img=$WORK/acpi-off.img sha
+	head -c $((16 << 20)) /dev/urandom >"$img"
+	sha=$(head -c $((8 << 20)) "$img" | sha256sum | cut -d' ' -f1)
+	vmm_boot "$log" --kernel "$KERNEL" --initramfs "$INITRD" --cpus 4 --memory 512M \
+		--disk "path=$img" --cmdline "$CMDLINE_BASE acpi=off vmm.end=reboot vmm.test=blk-read"
+	rm -f "$img"
+	guest_ran "$log" blk-read || return
+	expect_value vda_queues 4 "$log" || return
+	expect_value vda_sha256 "$sha" "$log" || return
+	boot_pass "4 vCPUs from the MP table (4 disk queues), 8 MiB checksummed, ended by a reboot"
+}
