@@ -3,8 +3,8 @@
 # (tests/boot/cases/vsock.sh runs the host's side): the host's
 # `socat - UNIX-CONNECT:PATH` says "CONNECT 5040" and sends vmm.vsock_bytes,
 # which our port 5040 echoes back; we connect to CID 2 port 52, where the
-# host's `socat UNIX-LISTEN:PATH_52,fork EXEC:cat` echoes what we send, and
-# check every byte of the echo.
+# host's `socat UNIX-LISTEN:PATH_52,fork EXEC:/usr/bin/cat` echoes what we
+# send, and check every byte of the echo.
 . /tests/vsock-lib
 rc=0
 vsockt -t 600 listen 5040 echo >/tmp/h2g.out 2>&1 &

@@ -6,9 +6,9 @@
 #
 # IMAGE.deb is a linux-image package of any Debian release (from `apt-get
 # download`, or a release's pool on a mirror); where a release splits the
-# kernel over several packages (Debian 14: linux-binary-* and linux-modules-*),
-# give them all. The kernel and an initramfs made
-# from its modules by guest-images/mkinitramfs.sh go into
+# kernel over several packages (Debian 14: linux-binary-*, linux-modules-* and
+# linux-base-*), give them all. The kernel and an initramfs made from its
+# modules by guest-images/mkinitramfs.sh go into
 # build/kernels/<uname -r>/, beside links to everything else of build/, and the
 # suite runs with BUILD pointing there (verdicts in its boot-results.txt).
 # Cases that boot the cloud kernel keep it. BOOT_CMDLINE_EXTRA adds kernel

@@ -270,8 +270,8 @@ case_vsock_half_close() {
 # socat on the host, as the README shows it, both ways: `socat - UNIX-CONNECT:PATH`
 # sends "CONNECT 5040" and its payload in one go (the bridge keeps what follows
 # the line for the guest) and gets "OK <port>" then the guest's echo;
-# `socat UNIX-LISTEN:PATH_52,fork EXEC:cat` echoes the guest's connection to
-# port 52, which the guest checks byte for byte.
+# `socat UNIX-LISTEN:PATH_52,fork EXEC:/usr/bin/cat` echoes the guest's
+# connection to port 52, which the guest checks byte for byte.
 case_vsock_socat() {
 	local dir=$WORK/vsock-socat log=$WORK/vsock-socat.log sock pay out lp cp bytes=$((1 << 20)) first
 	command -v socat >/dev/null || { boot_fail "no socat on this host (scripts/setup.sh installs it)" "$log"; return; }
