@@ -6,11 +6,4 @@
 # host's `socat UNIX-LISTEN:PATH_52,fork EXEC:/usr/bin/cat` echoes what we
 # send, and check every byte of the echo.
 . /tests/vsock-lib
-rc=0
-vsockt -t 600 listen 5040 echo >/tmp/h2g.out 2>&1 &
-p=$!
-vsockt -t 600 -r 120 connect 2 52 echocheck "$vsock_bytes" >/tmp/g2h.out 2>&1 || rc=1
-wait $p || rc=1
-sed 's/^/h2g: /' /tmp/h2g.out
-sed 's/^/g2h: /' /tmp/g2h.out
-exit $rc
+vsock_pair "-t 600 listen 5040 echo" "-t 600 -r 120 connect 2 52 echocheck $vsock_bytes"

@@ -5,11 +5,4 @@
 # send vmm.vsock_bytes (default 8 MiB) while receiving, shut down their
 # sending side once done and read to end-of-file; every byte is checked.
 . /tests/vsock-lib
-rc=0
-vsockt -t 900 listen 5020 xchg "$vsock_bytes" >/tmp/h2g.out 2>&1 &
-p=$!
-vsockt -t 900 -r 30 connect 2 6020 xchg "$vsock_bytes" >/tmp/g2h.out 2>&1 || rc=1
-wait $p || rc=1
-sed 's/^/h2g: /' /tmp/h2g.out
-sed 's/^/g2h: /' /tmp/g2h.out
-exit $rc
+vsock_pair "-t 900 listen 5020 xchg $vsock_bytes" "-t 900 -r 30 connect 2 6020 xchg $vsock_bytes"
