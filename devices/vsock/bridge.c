@@ -32,6 +32,7 @@ struct hs {
 struct vsock_bridge {
 	struct vsock_dev *dev;
 	struct evloop *loop;
+	enum vsock_type type;         /* of PATH: the type of every host-initiated connection */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int lfd;
 	struct evloop_fd *lreg;
@@ -148,8 +149,11 @@ static void hs_line(struct hs *h)
 	}
 	evloop_fd_remove(h->reg);
 	h->reg = NULL;
-	/* Ours from accept4: a close-on-exec SOCK_STREAM. */
-	r = stream_adopt(h->fd, STREAM_BYTE, 0, STREAM_NONBLOCKING, &h->end);
+	/* Ours from accept4: close-on-exec, of the listening socket's type. */
+	if (b->type == VSOCK_SEQPACKET)
+		r = stream_adopt(h->fd, STREAM_MESSAGE, VSOCK_MAX_MSG, STREAM_NONBLOCKING, &h->end);
+	else
+		r = stream_adopt(h->fd, STREAM_BYTE, 0, STREAM_NONBLOCKING, &h->end);
 	if (r < 0) {
 		hs_drop(h, "cannot wrap the socket");
 		return;
@@ -158,7 +162,7 @@ static void hs_line(struct hs *h)
 	hs_unlink(h);
 	b->npending--;
 	hs_link(&b->connecting, h);
-	r = vsock_mux_connect_async(b->dev, port, VSOCK_STREAM, h->end, 0, hs_connected, h);
+	r = vsock_mux_connect_async(b->dev, port, b->type, h->end, 0, hs_connected, h);
 	if (r < 0) {
 		stream_close(h->end);
 		hs_free(h);
@@ -166,6 +170,36 @@ static void hs_line(struct hs *h)
 }
 
 enum { HS_MORE, HS_DONE };
+
+/*
+ * A SEQPACKET client's first message is its line, the newline optional: the
+ * message ends it. Read whole (MSG_TRUNC gives its real length), so nothing
+ * of the next message, the guest's first, is touched.
+ */
+static int hs_take_message(struct hs *h)
+{
+	char buf[VSOCK_BRIDGE_LINE_MAX + 2];
+	ssize_t n;
+
+	do
+		n = recv(h->fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return HS_MORE;
+	/* 0 is an empty message or the client gone: SEQPACKET cannot tell them apart. */
+	if (n <= 0) {
+		hs_drop(h, "the client went away or sent an empty message during the handshake");
+		return HS_DONE;
+	}
+	if ((size_t)n > sizeof(buf) - 1 || (buf[n - 1] != '\n' && (size_t)n > VSOCK_BRIDGE_LINE_MAX)) {
+		hs_drop(h, "handshake message too long");
+		return HS_DONE;
+	}
+	h->len = (unsigned)(buf[n - 1] == '\n' ? n - 1 : n);
+	memcpy(h->line, buf, h->len);
+	hs_line(h);
+	return HS_DONE;
+}
 
 /* Take what the client sent of its line. HS_DONE: the line was handled or the client dropped. */
 static int hs_take(struct hs *h)
@@ -175,6 +209,8 @@ static int hs_take(struct hs *h)
 	const char *nl;
 	ssize_t n;
 
+	if (h->b->type == VSOCK_SEQPACKET)
+		return hs_take_message(h);
 	/* Peek, then take only up to the newline: what follows it is the guest's. */
 	do
 		n = recv(h->fd, buf, room, MSG_DONTWAIT | MSG_PEEK);
@@ -303,8 +339,8 @@ static int bridge_guest_connect(void *opaque, uint32_t port, enum vsock_type typ
 	return r;
 }
 
-int vsock_bridge_create(struct vsock_dev *dev, const char *path, struct vsock_bridge **out,
-			char *err, size_t errlen)
+int vsock_bridge_create(struct vsock_dev *dev, const char *path, enum vsock_type type,
+			struct vsock_bridge **out, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct vsock_bridge *b;
@@ -323,26 +359,40 @@ int vsock_bridge_create(struct vsock_dev *dev, const char *path, struct vsock_br
 			snprintf(err, errlen, "socket=%s: exists and is not a socket", path);
 			return -EINVAL;
 		}
-		/* A socket nobody listens on is left over from an earlier run: reuse its name. */
+		/*
+		 * A socket nobody listens on is left over from an earlier run: reuse
+		 * its name. Only a refused connect says so: one of the other type
+		 * (EPROTOTYPE) or one we may not use is someone's.
+		 */
 		memcpy(sa.sun_path, path, strlen(path) + 1);
 		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			close(probe);
+		if (probe < 0) {
+			r = -errno;
+			snprintf(err, errlen, "socket=%s: %s", path, strerror(-r));
+			return r;
+		}
+		r = connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : -errno;
+		close(probe);
+		if (r == 0 || r == -EPROTOTYPE || r == -EAGAIN) {
 			snprintf(err, errlen, "socket=%s: another process listens there", path);
 			return -EADDRINUSE;
 		}
-		if (probe >= 0)
-			close(probe);
+		if (r != -ECONNREFUSED && r != -ENOENT) {
+			snprintf(err, errlen, "socket=%s: exists and cannot be reused: %s", path, strerror(-r));
+			return r;
+		}
 		unlink(path);
 	}
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
 	b->dev = dev;
+	b->type = type;
 	b->loop = vsock_mux_loop(dev);
 	memcpy(b->path, path, strlen(path) + 1);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
-	b->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	b->lfd = socket(AF_UNIX, (type == VSOCK_SEQPACKET ? SOCK_SEQPACKET : SOCK_STREAM) |
+			       SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (b->lfd < 0) {
 		r = -errno;
 		goto err_free;

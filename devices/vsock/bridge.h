@@ -1,9 +1,14 @@
 /*
- * The Unix socket bridge of --vsock socket=PATH, compatible with
- * Firecracker's hybrid vsock:
+ * The Unix socket bridge of --vsock socket=PATH[,type=seqpacket], compatible
+ * with Firecracker's hybrid vsock:
  *   host -> guest: connect to PATH, write "CONNECT <port>\n", read
  *     "OK <host_port>\n", then the socket is a byte stream to the guest's
- *     listener on <port> (closed at once if nothing listens there);
+ *     listener on <port> (closed at once if nothing listens there). With
+ *     type=seqpacket PATH is a SOCK_SEQPACKET socket: the command is the
+ *     client's first message (its newline optional), "OK <host_port>\n" one
+ *     message back, and every message after it one SEQPACKET message to the
+ *     guest's listener, boundaries kept both ways (closed at once if the
+ *     guest's driver did not accept VIRTIO_VSOCK_F_SEQPACKET);
  *   guest -> host: a guest connection to CID 2 port P is bridged to the
  *     Unix socket PATH_P (SOCK_STREAM, or SOCK_SEQPACKET for a SEQPACKET
  *     connection); RST when nothing accepts there.
@@ -36,10 +41,15 @@ struct vsock_bridge;
  */
 int vsock_bridge_parse_connect(const char *line, size_t len, uint32_t *port);
 
-/* Check PATH (and PATH_<port> room) and bind it. err gets one line on failure. */
+/*
+ * Check PATH (and PATH_<port> room) and bind it as a socket of type's kind
+ * (VSOCK_STREAM or VSOCK_SEQPACKET). A socket already there is reused only
+ * when a connect to it is refused (left over from an earlier run). err gets
+ * one line on failure.
+ */
 __attribute__((warn_unused_result))
-int vsock_bridge_create(struct vsock_dev *dev, const char *path, struct vsock_bridge **out,
-			char *err, size_t errlen);
+int vsock_bridge_create(struct vsock_dev *dev, const char *path, enum vsock_type type,
+			struct vsock_bridge **out, char *err, size_t errlen);
 /* After vsock_mux_destroy() (which answers the handshakes still waiting on the guest). */
 void vsock_bridge_destroy(struct vsock_bridge *b);
 

@@ -1,6 +1,7 @@
 /*
  * virtio-vsock (virtio 1.2, 5.10): the device ops on top of the mux, the
- * `--vsock cid=N[,socket=PATH]` option, config space and the snapshot hook.
+ * `--vsock cid=N[,socket=PATH[,type=stream|seqpacket]]` option, config space
+ * and the snapshot hook.
  * Queues: rx (0), tx (1), event (2). Config: guest_cid. Feature offered:
  * VIRTIO_VSOCK_F_SEQPACKET.
  *
@@ -150,7 +151,7 @@ struct vsock_dev *vsock_of(struct virtio_dev *vdev)
 	return vdev && vdev->ops == &vsock_ops ? to_vs(vdev)->mux : NULL;
 }
 
-#define VSOCK_USAGE "cid=N[,socket=PATH]"
+#define VSOCK_USAGE "cid=N[,socket=PATH[,type=stream|seqpacket]]"
 
 static int parse_cid(const char *s, size_t len, uint64_t *cid)
 {
@@ -173,7 +174,8 @@ static int vs_create(struct vm *vm, const char *args, struct virtio_dev *vdev, c
 		     size_t errlen)
 {
 	char path[128] = "";
-	bool have_cid = false, have_path = false;
+	bool have_cid = false, have_path = false, have_type = false;
+	enum vsock_type type = VSOCK_STREAM;
 	uint64_t cid = 0;
 	const char *p = args;
 	struct vsock_state *vs;
@@ -217,6 +219,21 @@ static int vs_create(struct vm *vm, const char *args, struct virtio_dev *vdev, c
 			memcpy(path, eq + 1, vlen);
 			path[vlen] = '\0';
 			have_path = true;
+		} else if (klen == 4 && !strncmp(p, "type", 4)) {
+			if (have_type) {
+				snprintf(err, errlen, "type= given twice");
+				return -EINVAL;
+			}
+			if (vlen == 6 && !strncmp(eq + 1, "stream", 6)) {
+				type = VSOCK_STREAM;
+			} else if (vlen == 9 && !strncmp(eq + 1, "seqpacket", 9)) {
+				type = VSOCK_SEQPACKET;
+			} else {
+				snprintf(err, errlen, "type=%.*s: the bridge's socket type is stream or seqpacket",
+					 (int)MIN(vlen, 40), eq + 1);
+				return -EINVAL;
+			}
+			have_type = true;
 		} else {
 			snprintf(err, errlen, "unknown key '%.*s' (expected %s)", (int)MIN(klen, 40), p,
 				 VSOCK_USAGE);
@@ -234,6 +251,10 @@ static int vs_create(struct vm *vm, const char *args, struct virtio_dev *vdev, c
 		snprintf(err, errlen, "cid=N is required (expected %s)", VSOCK_USAGE);
 		return -EINVAL;
 	}
+	if (have_type && !have_path) {
+		snprintf(err, errlen, "type= is the bridge's socket type: it needs socket=PATH");
+		return -EINVAL;
+	}
 	vs = calloc(1, sizeof(*vs));
 	if (!vs)
 		return -ENOMEM;
@@ -242,7 +263,7 @@ static int vs_create(struct vm *vm, const char *args, struct virtio_dev *vdev, c
 	if (r < 0)
 		goto err_free;
 	if (have_path) {
-		r = vsock_bridge_create(vs->mux, path, &vs->bridge, err, errlen);
+		r = vsock_bridge_create(vs->mux, path, type, &vs->bridge, err, errlen);
 		if (r < 0) {
 			vsock_mux_destroy(vs->mux);
 			r = -EINVAL;  /* an unusable path is a usage error: exit 2 */
@@ -274,7 +295,8 @@ const struct virtio_dev_kind virtio_vsock_kind = {
 	.option = "vsock",
 	.metavar = VSOCK_USAGE,
 	.help = "a virtio-vsock device for guest CID N (3 or above), in process; socket=PATH adds a "
-		"Firecracker-compatible Unix socket bridge",
+		"Firecracker-compatible Unix socket bridge (type=seqpacket: PATH is SOCK_SEQPACKET, "
+		"for SEQPACKET connections from the host)",
 	.repeatable = false,
 	.create = vs_create,
 };

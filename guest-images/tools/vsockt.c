@@ -9,6 +9,7 @@
  *   connect CID PORT        guest: connect to CID:PORT
  *   ulisten PATH            host: accept on the Unix socket PATH (the bridge's PATH_<port>)
  *   uconnect PATH PORT      host: connect to the bridge at PATH, "CONNECT PORT", expect "OK"
+ *                           (-s: PATH is the bridge's SOCK_SEQPACKET socket, type=seqpacket)
  * MODE:
  *   send BYTES              send BYTES of a fixed pattern, then shut down writing and
  *                           wait for the peer to close
@@ -143,20 +144,33 @@ static int unix_listen_fd(const char *path)
 	return fd;
 }
 
-/* The bridge handshake: "CONNECT <port>\n", then "OK <host_port>\n". */
+/*
+ * The bridge handshake: "CONNECT <port>\n", then "OK <host_port>\n". With -s
+ * the bridge's socket is SOCK_SEQPACKET (--vsock ...,type=seqpacket): each
+ * line is one message, and the answer is read as Firecracker's tests read
+ * it, one recv that must hold the whole line.
+ */
 static int unix_connect_fd(const char *path, unsigned port)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char line[64];
 	size_t n = 0;
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	int fd = socket(AF_UNIX, sock_type, 0);
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		goto fail;
 	n = (size_t)snprintf(line, sizeof(line), "CONNECT %u\n", port);
-	if (write_all(fd, line, n) < 0)
+	if (send(fd, line, n, MSG_NOSIGNAL) != (ssize_t)n)
 		goto fail;
+	if (sock_type == SOCK_SEQPACKET) {
+		ssize_t got = recv(fd, line, 32, 0);
+
+		if (got <= 0 || line[got - 1] != '\n')
+			goto fail;
+		n = (size_t)got;
+		goto check;
+	}
 	/* Peek, then take the line alone: guest data may follow it at once. */
 	for (n = 0;;) {
 		ssize_t got = recv(fd, line + n, sizeof(line) - 1 - n, MSG_PEEK);
@@ -172,6 +186,7 @@ static int unix_connect_fd(const char *path, unsigned port)
 		if (nl || n >= sizeof(line) - 1)
 			break;
 	}
+check:
 	line[n] = '\0';
 	if (strncmp(line, "OK ", 3) != 0)
 		goto fail;

@@ -465,6 +465,10 @@ static void test_options(void **state)
 		snprintf(args, sizeof(args), "cid=3,socket=/tmp/%.100s", longpath);
 		expect_create_error(args, "socket=");
 	}
+	expect_create_error("cid=3,type=seqpacket", "needs socket=PATH");
+	expect_create_error("cid=3,socket=/tmp/x.sock,type=dgram", "type=dgram");
+	expect_create_error("cid=3,socket=/tmp/x.sock,type=", "type=:");
+	expect_create_error("cid=3,socket=/tmp/x.sock,type=stream,type=stream", "type= given twice");
 	expect_create_error("cid=3,socket=/proc/version", "not a socket");
 	expect_create_error("cid=3,socket=/nonexistent-dir/x.sock", "cannot listen");
 }
@@ -1447,18 +1451,24 @@ struct bfx {
 	char path[128];
 };
 
-static struct bfx *bfx_new(uint64_t features)
+/* extra: more options after socket=PATH ("" for none). */
+static struct bfx *bfx_new_with(uint64_t features, const char *extra)
 {
 	struct bfx *b = calloc(1, sizeof(*b));
-	char args[200];
+	char args[256];
 
 	assert_non_null(b);
 	snprintf(b->dir, sizeof(b->dir), "/tmp/vsock-test.XXXXXX");
 	assert_non_null(mkdtemp(b->dir));
 	snprintf(b->path, sizeof(b->path), "%s/v.sock", b->dir);
-	snprintf(args, sizeof(args), "cid=3,socket=%s", b->path);
+	snprintf(args, sizeof(args), "cid=3,socket=%s%s", b->path, extra);
 	b->f = fx_new(args, features);
 	return b;
+}
+
+static struct bfx *bfx_new(uint64_t features)
+{
+	return bfx_new_with(features, "");
 }
 
 static void bfx_free(struct bfx *b)
@@ -1770,11 +1780,175 @@ static void test_bridge_guest_to_host(void **state)
 static void test_bridge_path_in_use(void **state)
 {
 	struct bfx *b = bfx_new(0);
-	char args[200];
+	char args[200], other[160];
+	struct stat st;
+	int fd;
 
 	(void)state;
 	snprintf(args, sizeof(args), "cid=4,socket=%s", b->path);
 	expect_create_error(args, "another process listens there");
+	/* A listener of the other type answers EPROTOTYPE: it is someone's, and stays. */
+	snprintf(other, sizeof(other), "%s/seq.sock", b->dir);
+	fd = unix_listen(other, SOCK_SEQPACKET);
+	snprintf(args, sizeof(args), "cid=4,socket=%s", other);
+	expect_create_error(args, "another process listens there");
+	assert_int_equal(stat(other, &st), 0);
+	snprintf(args, sizeof(args), "cid=4,socket=%s,type=seqpacket", b->path);
+	expect_create_error(args, "another process listens there");
+	close(fd);
+	bfx_free(b);
+}
+
+/* The next packet for guest port gport, running the loop for up to 2 s. */
+static bool rx_wait_for(struct fx *f, uint32_t gport, struct rxpkt *r)
+{
+	for (int i = 0; i < 2000; i++) {
+		run_loop(f);
+		if (rx_take_for(f, gport, r))
+			return true;
+		assert_true(evloop_run_once(f->vm.loop, 1) >= 0);
+	}
+	return false;
+}
+
+/* One message from a SEQPACKET client socket, waiting up to ms; -1 when none came. */
+static ssize_t seq_read(struct fx *f, int fd, void *buf, size_t len, int ms)
+{
+	uint64_t end = monotonic_ns() + (uint64_t)ms * 1000000;
+
+	while (monotonic_ns() < end) {
+		ssize_t n;
+
+		run_loop(f);
+		n = recv(fd, buf, len, MSG_DONTWAIT);
+		if (n >= 0)
+			return n;
+		if (errno == ECONNRESET)
+			return -ECONNRESET;
+		assert_true(errno == EAGAIN);
+		assert_true(evloop_run_once(f->vm.loop, 1) >= 0);
+	}
+	return -1;
+}
+
+static void test_bridge_seqpacket_host_to_guest(void **state)
+{
+	struct bfx *b = bfx_new_with(F_BASE | F_SEQ, ",type=seqpacket");
+	struct fx *f = b->f;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct rxpkt req, r;
+	char buf[64], ok[32];
+	int fd, sfd;
+
+	(void)state;
+	/* PATH is a SOCK_SEQPACKET socket: a byte-stream client cannot connect. */
+	assert_true(strlen(b->path) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, b->path, strlen(b->path) + 1);
+	sfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(sfd >= 0);
+	assert_int_equal(connect(sfd, (struct sockaddr *)&sa, sizeof(sa)), -1);
+	assert_int_equal(errno, EPROTOTYPE);
+	close(sfd);
+	/* The command is one message; two messages for the guest follow before the answer. */
+	fd = unix_connect(b->path, SOCK_SEQPACKET);
+	assert_int_equal(send(fd, "CONNECT 5010\n", 13, 0), 13);
+	assert_int_equal(send(fd, "m1", 2, 0), 2);
+	assert_int_equal(send(fd, "msg2", 4, 0), 4);
+	req = wait_request(f, 5010);
+	assert_int_equal(req.p.type, VIRTIO_VSOCK_TYPE_SEQPACKET);
+	tx_pkt(f, VIRTIO_VSOCK_TYPE_SEQPACKET, VIRTIO_VSOCK_OP_RESPONSE, 5010, req.p.src_port, 0, NULL, 0);
+	/* "OK <port>\n" is one message of its own, as a Firecracker client reads it (recv of 32). */
+	snprintf(ok, sizeof(ok), "OK %u\n", req.p.src_port);
+	assert_int_equal(seq_read(f, fd, buf, 32, 2000), (ssize_t)strlen(ok));
+	assert_memory_equal(buf, ok, strlen(ok));
+	assert_true(rx_wait_for(f, 5010, &r));
+	assert_int_equal(r.p.op, VIRTIO_VSOCK_OP_RW);
+	assert_int_equal(r.p.len, 2);
+	assert_int_equal(r.p.flags & VIRTIO_VSOCK_SEQ_EOM, VIRTIO_VSOCK_SEQ_EOM);
+	assert_memory_equal(r.data, "m1", 2);
+	assert_true(rx_wait_for(f, 5010, &r));
+	assert_int_equal(r.p.len, 4);
+	assert_int_equal(r.p.flags & VIRTIO_VSOCK_SEQ_EOM, VIRTIO_VSOCK_SEQ_EOM);
+	assert_memory_equal(r.data, "msg2", 4);
+	/* The guest's messages, one in two packets, reach the client whole and apart. */
+	tx_pkt(f, VIRTIO_VSOCK_TYPE_SEQPACKET, VIRTIO_VSOCK_OP_RW, 5010, req.p.src_port, 0, "one", 3);
+	tx_pkt(f, VIRTIO_VSOCK_TYPE_SEQPACKET, VIRTIO_VSOCK_OP_RW, 5010, req.p.src_port,
+	       VIRTIO_VSOCK_SEQ_EOM, "+1", 2);
+	tx_pkt(f, VIRTIO_VSOCK_TYPE_SEQPACKET, VIRTIO_VSOCK_OP_RW, 5010, req.p.src_port,
+	       VIRTIO_VSOCK_SEQ_EOM, "two", 3);
+	assert_int_equal(seq_read(f, fd, buf, sizeof(buf), 2000), 5);
+	assert_memory_equal(buf, "one+1", 5);
+	assert_int_equal(seq_read(f, fd, buf, sizeof(buf), 2000), 3);
+	assert_memory_equal(buf, "two", 3);
+	/* The client goes: the guest is told. */
+	close(fd);
+	assert_true(rx_wait_for(f, 5010, &r));
+	assert_int_equal(r.p.op, VIRTIO_VSOCK_OP_SHUTDOWN);
+	tx_pkt(f, VIRTIO_VSOCK_TYPE_SEQPACKET, VIRTIO_VSOCK_OP_RST, 5010, req.p.src_port, 0, NULL, 0);
+	assert_int_equal(conns(f), 0);
+	/* Without its newline the message is the command all the same. */
+	fd = unix_connect(b->path, SOCK_SEQPACKET);
+	assert_int_equal(send(fd, "connect 5011", 12, 0), 12);
+	req = wait_request(f, 5011);
+	tx_pkt(f, VIRTIO_VSOCK_TYPE_SEQPACKET, VIRTIO_VSOCK_OP_RST, 5011, req.p.src_port, 0, NULL, 0);
+	/* Refused: closed without an OK. */
+	assert_int_equal(seq_read(f, fd, buf, sizeof(buf), 2000), 0);
+	close(fd);
+	bfx_free(b);
+}
+
+static void test_bridge_seqpacket_hostile(void **state)
+{
+	struct bfx *b = bfx_new_with(F_BASE | F_SEQ, ",type=seqpacket");
+	struct fx *f = b->f;
+	char buf[8];
+	int longmsg, empty, garbage, split;
+
+	(void)state;
+	longmsg = unix_connect(b->path, SOCK_SEQPACKET);
+	assert_int_equal(send(longmsg, "CONNECT 5012                              \n", 43, 0), 43);
+	empty = unix_connect(b->path, SOCK_SEQPACKET);
+	assert_int_equal(send(empty, "", 0, 0), 0);
+	garbage = unix_connect(b->path, SOCK_SEQPACKET);
+	assert_int_equal(send(garbage, "CONNECT 50x2\n", 13, 0), 13);
+	/* A command split over two messages is not one: the first alone is a bad command. */
+	split = unix_connect(b->path, SOCK_SEQPACKET);
+	assert_int_equal(send(split, "CONNECT", 7, 0), 7);
+	assert_int_equal(send(split, " 5012\n", 6, 0), 6);
+	assert_true(seq_read(f, longmsg, buf, sizeof(buf), 1000) <= 0);
+	assert_true(seq_read(f, empty, buf, sizeof(buf), 1000) <= 0);
+	assert_true(seq_read(f, garbage, buf, sizeof(buf), 1000) <= 0);
+	assert_true(seq_read(f, split, buf, sizeof(buf), 1000) <= 0);
+	/* None of them reached the guest. */
+	run_loop(f);
+	{
+		struct rxpkt r;
+
+		assert_false(rx_take(f, &r));
+	}
+	assert_int_equal(conns(f), 0);
+	close(longmsg);
+	close(empty);
+	close(garbage);
+	close(split);
+	bfx_free(b);
+}
+
+static void test_bridge_seqpacket_not_negotiated(void **state)
+{
+	struct bfx *b = bfx_new_with(F_BASE, ",type=seqpacket");
+	struct fx *f = b->f;
+	struct rxpkt r;
+	char buf[8];
+	int fd;
+
+	(void)state;
+	fd = unix_connect(b->path, SOCK_SEQPACKET);
+	assert_int_equal(send(fd, "CONNECT 5013\n", 13, 0), 13);
+	/* The guest's transport cannot take SEQPACKET: closed, nothing asked of the guest. */
+	assert_int_equal(seq_read(f, fd, buf, sizeof(buf), 2000), 0);
+	assert_false(rx_take(f, &r));
+	close(fd);
 	bfx_free(b);
 }
 
@@ -1811,6 +1985,9 @@ int main(void)
 		cmocka_unit_test(test_bridge_hostile_clients),
 		cmocka_unit_test(test_bridge_guest_to_host),
 		cmocka_unit_test(test_bridge_path_in_use),
+		cmocka_unit_test(test_bridge_seqpacket_host_to_guest),
+		cmocka_unit_test(test_bridge_seqpacket_hostile),
+		cmocka_unit_test(test_bridge_seqpacket_not_negotiated),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -120,6 +120,8 @@ case_vsock_bad_options() {
 	expect_usage_error "not a socket" --kernel "$KERNEL" --initramfs "$INITRD" --vsock "cid=3,socket=$dir/file" || return
 	expect_usage_error "cannot listen" --kernel "$KERNEL" --initramfs "$INITRD" --vsock "cid=3,socket=$dir/missing/s" || return
 	expect_usage_error "not repeatable" --kernel "$KERNEL" --initramfs "$INITRD" --vsock cid=3 --vsock cid=4 || return
+	expect_usage_error "type=dgram" --kernel "$KERNEL" --initramfs "$INITRD" --vsock "cid=3,socket=$dir/s,type=dgram" || return
+	expect_usage_error "needs socket=PATH" --kernel "$KERNEL" --initramfs "$INITRD" --vsock cid=3,type=seqpacket || return
 	boot_pass
 }
 
@@ -307,4 +309,47 @@ case_vsock_socat() {
 	grep -aq "^g2h: echocheck=$bytes ok" "$log" ||
 		{ boot_fail "guest to host: $(grep -a '^g2h:' "$log" | tr -d '\r' | tr '\n' ' ')" "$log"; return; }
 	boot_pass "host to guest: '$first' then $((bytes >> 20)) MiB echoed intact; guest to host: $((bytes >> 20)) MiB echoed by socat's EXEC:cat, checked"
+}
+
+# SEQPACKET from the host (--vsock cid=3,socket=PATH,type=seqpacket): PATH is
+# a SOCK_SEQPACKET socket, as in Firecracker's SEQPACKET mode. The host's
+# client sends "CONNECT <port>\n" as one message and reads "OK <port>\n" as
+# one; then VSOCK_MSGS messages go to the guest on one connection and come
+# from it on another, every size and byte checked by the receiver. A
+# byte-stream client is refused by the socket itself (EPROTOTYPE), and the
+# guest's own stream connection still reaches the host's SOCK_STREAM PATH_6030.
+case_vsock_seqpacket_bridge() {
+	local dir=$WORK/vsock-seq log=$WORK/vsock-seq.log sock hp=() bytes=$((1 << 20)) h2g g2h st
+	command -v socat >/dev/null || { boot_fail "no socat on this host (scripts/setup.sh installs it)" "$log"; return; }
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	sock=$dir/v.sock h2g=$dir/h2g.host g2h=$dir/g2h.host st=$dir/stream.host
+	"$VSOCK_TOOL" -t 300 ulisten "${sock}_6030" recv "$bytes" >"$st" 2>&1 &
+	hp+=($!)
+	(
+		for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.2; done
+		# A byte-stream client cannot even connect: the socket is SOCK_SEQPACKET.
+		printf 'CONNECT 5030\n' | socat -t 5 - UNIX-CONNECT:"$sock" >"$dir/wrongtype.host" 2>&1
+		exec "$VSOCK_TOOL" -t 300 -r 200 -s uconnect "$sock" 5030 seqsend "$VSOCK_MSGS" >"$h2g" 2>&1
+	) &
+	hp+=($!)
+	(
+		for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.2; done
+		exec "$VSOCK_TOOL" -t 300 -r 200 -s uconnect "$sock" 5031 seqrecv "$VSOCK_MSGS" >"$g2h" 2>&1
+	) &
+	hp+=($!)
+	vmm_boot "$log" --kernel "$KERNEL" --initramfs "$INITRD" --cpus 2 --memory 512M \
+		--cmdline "$CMDLINE_BASE vmm.test=vsock-seqbridge vmm.vsock_msgs=$VSOCK_MSGS vmm.vsock_bytes=$bytes" \
+		--vsock "cid=3,socket=$sock,type=seqpacket"
+	vsock_clients_end "$log" "${hp[@]}" || return
+	guest_ran "$log" vsock-seqbridge || return
+	grep -q "Protocol wrong type" "$dir/wrongtype.host" ||
+		{ boot_fail "a byte-stream client (socat) was not refused by the SEQPACKET socket: $(tr '\n' ' ' <"$dir/wrongtype.host")" "$log"; return; }
+	grep -q "^seqsent=$VSOCK_MSGS" "$h2g" && grep -aq "^h2g: seqrecv=$VSOCK_MSGS ok" "$log" ||
+		{ boot_fail "host to guest messages: host: $(tr '\n' ' ' <"$h2g"); guest: $(grep -a '^h2g:' "$log" | tr '\n' ' ')" "$log"; return; }
+	grep -q "^seqrecv=$VSOCK_MSGS ok" "$g2h" && grep -aq "^g2h: seqsent=$VSOCK_MSGS" "$log" ||
+		{ boot_fail "guest to host messages: host: $(tr '\n' ' ' <"$g2h"); guest: $(grep -a '^g2h:' "$log" | tr '\n' ' ')" "$log"; return; }
+	grep -q " ok " "$st" ||
+		{ boot_fail "the guest's stream connection to PATH_6030: $(tr '\n' ' ' <"$st")" "$log"; return; }
+	boot_pass "$VSOCK_MSGS messages each way on host-opened SEQPACKET connections, boundaries and bytes checked; a byte-stream client refused by the socket; the guest's stream connection bridged to PATH_6030"
 }
