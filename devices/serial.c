@@ -119,10 +119,18 @@ static void serial_transmit(struct serial *s, uint8_t c)
 		serial_push_rx(s, c);
 	} else {
 		serial_remember(s, c);
-		if (s->out_fd >= 0) {
+		if (s->out_fd >= 0 && !s->out_gone) {
+			ssize_t n;
+
 			/* A console that cannot keep up loses bytes rather than stalling a vCPU forever. */
-			while (write(s->out_fd, &c, 1) < 0 && errno == EINTR)
-				;
+			do
+				n = write(s->out_fd, &c, 1);
+			while (n < 0 && errno == EINTR);
+			/* Its reader went away (SIGPIPE is ignored): the guest runs on, unheard. */
+			if (n < 0 && errno == EPIPE) {
+				s->out_gone = true;
+				pr_err("serial: the console's reader went away (EPIPE); its output is dropped from here, the guest runs on");
+			}
 		}
 	}
 	/* The byte left at once: THR is empty again. */

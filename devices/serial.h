@@ -19,6 +19,7 @@ typedef void (*serial_line_fn)(void *opaque, const char *line);
 struct serial {
 	pthread_mutex_t lock;
 	int out_fd;                  /* transmitted bytes go here; -1 discards them */
+	bool out_gone;               /* out_fd's reader went away (EPIPE): bytes are dropped */
 	serial_irq_fn set_irq;
 	void *irq_opaque;
 	int irq_level;

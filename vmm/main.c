@@ -271,6 +271,13 @@ int main(int argc, char **argv)
 	started_ns = monotonic_ns();
 	if (argc > 1 && !strcmp(argv[1], "ctl"))
 		return ctl_main(argc - 1, argv + 1);
+	/*
+	 * A reader that goes away (the console piped into `head`, a vsock or API
+	 * client gone) is an EPIPE for the write that meets it, never the end
+	 * of vmm and its guest: as with QEMU and Firecracker. vmm runs no other
+	 * program, so nothing inherits the disposition.
+	 */
+	signal(SIGPIPE, SIG_IGN);
 	switch (cli_parse(argc, argv, &cfg, err, sizeof(err))) {
 	case CLI_EXIT_OK:
 		return 0;

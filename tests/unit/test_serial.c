@@ -1,6 +1,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -47,6 +49,36 @@ static void test_transmit_reaches_the_fd(void **state)
 	serial_destroy(&s);
 	close(p[0]);
 	close(p[1]);
+}
+
+/* The console's reader goes away: no SIGPIPE death, the port works on, bytes are dropped. */
+static void test_transmit_reader_gone(void **state)
+{
+	struct serial s;
+	char buf[16];
+	int p[2], q[2];
+
+	(void)state;
+	signal(SIGPIPE, SIG_IGN);  /* as vmm's main() does */
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(pipe(q), 0);
+	close(p[0]);
+	assert_int_equal(serial_init(&s, p[1], fake_irq, NULL), 0);
+	for (const char *c = "gone\nstill\n"; *c; c++)
+		wr(&s, 0, (uint8_t)*c);
+	assert_true(s.out_gone);
+	assert_true(rd(&s, 5) & 0x60);
+	assert_string_equal(s.last_line, "still");
+	/* Once gone, not tried again: a fresh fd in its place stays empty. */
+	s.out_fd = q[1];
+	wr(&s, 0, 'x');
+	assert_true(fcntl(q[0], F_SETFL, O_NONBLOCK) == 0);
+	assert_int_equal(read(q[0], buf, sizeof(buf)), -1);
+	s.out_fd = p[1];
+	serial_destroy(&s);
+	close(p[1]);
+	close(q[0]);
+	close(q[1]);
 }
 
 static void test_probe_registers(void **state)
@@ -162,6 +194,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_transmit_reaches_the_fd),
+		cmocka_unit_test(test_transmit_reader_gone),
 		cmocka_unit_test(test_probe_registers),
 		cmocka_unit_test(test_rx_interrupt_and_fifo),
 		cmocka_unit_test(test_thr_interrupt),

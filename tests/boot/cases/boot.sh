@@ -77,3 +77,22 @@ case_generic_acpi_off() {
 	expect_value vda_sha256 "$sha" "$log" || return
 	boot_pass "4 vCPUs from the MP table (4 disk queues), 8 MiB checksummed, ended by a reboot"
 }
+
+# A console whose reader goes away (`vmm --serial stdio ... | head -c 1`):
+# vmm drops the console's output from then on, says so once, and the guest
+# runs to its power-off: status 0, not death by SIGPIPE (as QEMU and
+# Firecracker do). Status 0 says the guest got to its power-off unheard.
+case_console_reader_gone() {
+	local log=$WORK/console-gone.log rc
+	rm -f "$log" "$log.stderr"
+	timeout $((BOOT_TIMEOUT + 30)) "$VMM" --serial stdio --timeout "$BOOT_TIMEOUT" --kernel "$KERNEL" \
+		--initramfs "$INITRD" --cpus 1 --memory 256M --cmdline "$CMDLINE_BASE vmm.test=info" \
+		</dev/null 2>"$log.stderr" | head -c 1 >"$log"
+	rc=${PIPESTATUS[0]}
+	nested_flaw "$log.stderr" "$log"
+	[ "$rc" -eq 0 ] ||
+		{ boot_fail "vmm exited $rc after its console's reader went away, expected 0: $(tail -n 1 "$log.stderr")" "$log"; return; }
+	grep -q "console's reader went away" "$log.stderr" ||
+		{ boot_fail "vmm did not say that its console's reader went away: $(tail -n 1 "$log.stderr")" "$log"; return; }
+	boot_pass "$(grep -m1 "reader went away" "$log.stderr")"
+}
