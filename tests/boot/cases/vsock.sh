@@ -353,3 +353,78 @@ case_vsock_seqpacket_bridge() {
 		{ boot_fail "the guest's stream connection to PATH_6030: $(tr '\n' ' ' <"$st")" "$log"; return; }
 	boot_pass "$VSOCK_MSGS messages each way on host-opened SEQPACKET connections, boundaries and bytes checked; a byte-stream client refused by the socket; the guest's stream connection bridged to PATH_6030"
 }
+
+# Across a pause and resume over the API, as Firecracker's bare pause/resume
+# test does it: host connections echoed by the guest before the pause; host
+# clients killed with data in flight (vmm must not die of it: no SIGPIPE);
+# a host connection opened while the guest is paused, whose handshake waits
+# for the resume and then completes; new host connections after the resume;
+# and a guest connection to the host after it. Every echo checked.
+case_vsock_pause_resume() {
+	local dir=$WORK/vsock-pause log=$WORK/vsock-pause.log sock bytes=$((1 << 20)) i out kp=() during lp
+	# snap_start, snap_api, snap_kill
+	source "$VSOCK_CASES/snapshot.sh"
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	sock=$dir/v.sock
+	if ! snap_start "$log" "$dir/api.sock" --kernel "$KERNEL" --initramfs "$INITRD" --cpus 2 --memory 512M \
+		--cmdline "$CMDLINE_BASE vmm.test=vsock-pause vmm.vsock_bytes=$bytes" --vsock "cid=3,socket=$sock"; then
+		snap_kill
+		boot_fail "vmm did not come up: $(tail -n 2 "$log.stderr")" "$log"
+		return
+	fi
+	for i in $(seq "$BOOT_TIMEOUT"); do
+		grep -aq '^vsockpause: listening' "$log" 2>/dev/null && break
+		kill -0 "$SNAP_PID" 2>/dev/null || break
+		sleep 1
+	done
+	grep -aq '^vsockpause: listening' "$log" 2>/dev/null ||
+		{ snap_kill; boot_fail "the guest never listened: $(tail -n 1 "$log.stderr")" "$log"; return; }
+	"$VSOCK_TOOL" -t 300 -r 60 -n 4 uconnect "$sock" 5050 echocheck "$bytes" >"$dir/before" 2>&1
+	grep -q '^connections=4 failed=0' "$dir/before" ||
+		{ snap_kill; boot_fail "before the pause: $(tail -n 3 "$dir/before" | tr '\n' ' ')" "$log"; return; }
+	# Clients that vanish mid-transfer, the guest still echoing to them.
+	for i in 1 2 3 4; do
+		"$VSOCK_TOOL" -t 300 uconnect "$sock" 5050 echocheck 268435456 >/dev/null 2>&1 &
+		kp+=($!)
+	done
+	sleep 3
+	kill -KILL "${kp[@]}" 2>/dev/null
+	wait "${kp[@]}" 2>/dev/null
+	kill -0 "$SNAP_PID" 2>/dev/null ||
+		{ wait "$SNAP_PID"; boot_fail "vmm died ($?) when host clients vanished mid-transfer: $(tail -n 2 "$log.stderr")" "$log"; return; }
+	out=$(snap_api pause 2>&1) || { snap_kill; boot_fail "vmm ctl pause: $out" "$log"; return; }
+	# The bridge takes this client's line, but the paused guest cannot answer.
+	"$VSOCK_TOOL" -t 300 uconnect "$sock" 5050 echocheck "$bytes" >"$dir/during" 2>&1 &
+	during=$!
+	sleep 3
+	if ! kill -0 "$during" 2>/dev/null; then
+		snap_kill
+		boot_fail "a connection opened while paused ended before the resume: $(tr '\n' ' ' <"$dir/during")" "$log"
+		return
+	fi
+	out=$(snap_api resume 2>&1) || { snap_kill; kill "$during" 2>/dev/null; boot_fail "vmm ctl resume: $out" "$log"; return; }
+	timeout 120 tail --pid="$during" -f /dev/null
+	grep -q "^echocheck=$bytes ok" "$dir/during" ||
+		{ snap_kill; kill "$during" 2>/dev/null; boot_fail "the connection opened while paused: $(tr '\n' ' ' <"$dir/during")" "$log"; return; }
+	"$VSOCK_TOOL" -t 300 -n 4 uconnect "$sock" 5050 echocheck "$bytes" >"$dir/after" 2>&1
+	grep -q '^connections=4 failed=0' "$dir/after" ||
+		{ snap_kill; boot_fail "after the resume: $(tail -n 3 "$dir/after" | tr '\n' ' ')" "$log"; return; }
+	# Now the guest's own connection, which it has been retrying: echoed here.
+	"$VSOCK_TOOL" -t 300 ulisten "${sock}_6050" echo >"$dir/g2h.host" 2>&1 &
+	lp=$!
+	for i in $(seq 120); do kill -0 "$SNAP_PID" 2>/dev/null || break; sleep 1; done
+	if kill -0 "$SNAP_PID" 2>/dev/null; then
+		snap_kill
+		kill "$lp" 2>/dev/null
+		boot_fail "the guest did not finish within 120 s of the resume: $(grep -a '^g2h:' "$log" | tr '\n' ' ')" "$log"
+		return
+	fi
+	wait "$SNAP_PID"
+	RC=$?
+	kill "$lp" 2>/dev/null
+	guest_ran "$log" vsock-pause || return
+	grep -aq "^g2h: echocheck=$bytes ok" "$log" ||
+		{ boot_fail "guest to host after the resume: $(grep -a '^g2h:' "$log" | tr '\n' ' ')" "$log"; return; }
+	boot_pass "4 connections echoed before the pause, 4 dropped mid-transfer, one opened while paused completed after the resume, 4 after it, and the guest's own after it: $((bytes >> 20)) MiB each, checked; the guest echoed $(log_value "$log" echo_served) connections"
+}
