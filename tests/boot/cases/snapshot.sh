@@ -32,6 +32,7 @@ snap_wait_count() {
 	while [ "$(snap_last_count "$1")" -lt "$2" ]; do
 		[ "$i" -lt "$3" ] || return 1
 		kill -0 "$SNAP_PID" 2>/dev/null || return 1
+		guest_silent "$1" "$i" && return 1
 		sleep 1
 		i=$((i + 1))
 	done
@@ -42,7 +43,7 @@ snap_start() {
 	local log=$1 i
 	SNAP_SOCK=$2
 	shift 2
-	rm -f "$log" "$SNAP_SOCK"
+	rm -f "$log" "$log.silent" "$SNAP_SOCK"
 	"$VMM" --serial "file=$log" --timeout 600 --api-socket "$SNAP_SOCK" "$@" \
 		</dev/null >"$log.stderr" 2>&1 &
 	SNAP_PID=$!
@@ -218,6 +219,7 @@ case_snapshot_blk_writes() {
 	for i in $(seq "$BOOT_TIMEOUT"); do
 		grep -q '^loop_started' "$log" 2>/dev/null && break
 		kill -0 "$SNAP_PID" 2>/dev/null || break
+		guest_silent "$log" "$i" && break
 		sleep 1
 	done
 	if ! grep -q '^loop_started' "$log" 2>/dev/null; then

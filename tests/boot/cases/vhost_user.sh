@@ -322,7 +322,7 @@ case_vhost_user_blk_snapshot() {
 	vhu_setup
 	head -c $((16 << 20)) /dev/urandom >"$img"
 	vhu_qsd "$img" "$sock" || { boot_fail "qemu-storage-daemon did not start"; return; }
-	rm -f "$log" "$rlog"
+	rm -f "$log" "$log.silent" "$rlog"
 	"$VMM" --kernel "$KERNEL" --initramfs "$INITRD" --serial "file=$log" --timeout 600 \
 		--cmdline "$CMDLINE_BASE vmm.test=vhost-blk-loop vmm.loop_secs=30 vmm.loop_write=1" \
 		--cpus 2 --memory 256M --api-socket "$api" --vhost-user "type=blk,socket=$sock,queues=2" \
@@ -331,6 +331,7 @@ case_vhost_user_blk_snapshot() {
 	for i in $(seq "$BOOT_TIMEOUT"); do
 		grep -q '^loop_started' "$log" 2>/dev/null && break
 		kill -0 "$pid" 2>/dev/null || break
+		guest_silent "$log" "$i" && break
 		sleep 1
 	done
 	if ! grep -q '^loop_started' "$log" 2>/dev/null; then
@@ -376,7 +377,7 @@ snapshot_refused_with() {
 	vhu_setup
 	head -c $((16 << 20)) /dev/urandom >"$img"
 	vhu_qsd "$img" "$sock" off || { boot_fail "qemu-storage-daemon did not start"; return 1; }
-	rm -f "$log"
+	rm -f "$log" "$log.silent"
 	"$VMM" --kernel "$KERNEL" --initramfs "$INITRD" --serial "file=$log" --timeout 300 \
 		--cmdline "$CMDLINE_BASE vmm.test=count" --cpus 1 --memory 256M --api-socket "$api" \
 		--vhost-user "$spec,socket=$sock" </dev/null >"$log.stderr" 2>&1 &
@@ -384,6 +385,7 @@ snapshot_refused_with() {
 	for i in $(seq "$BOOT_TIMEOUT"); do
 		grep -aq '^count=2' "$log" 2>/dev/null && break
 		kill -0 "$pid" 2>/dev/null || break
+		guest_silent "$log" "$i" && break
 		sleep 1
 	done
 	if ! grep -aq '^count=2' "$log" 2>/dev/null; then

@@ -173,6 +173,7 @@ case_snapshot_vsock() {
 	for i in $(seq "$BOOT_TIMEOUT"); do
 		grep -aq '^snapvsock: listening' "$log" 2>/dev/null && break
 		kill -0 "$SNAP_PID" 2>/dev/null || break
+		guest_silent "$log" "$i" && break
 		sleep 1
 	done
 	if ! grep -aq '^snapvsock: listening' "$log" 2>/dev/null; then
@@ -376,6 +377,7 @@ case_vsock_pause_resume() {
 	for i in $(seq "$BOOT_TIMEOUT"); do
 		grep -aq '^vsockpause: listening' "$log" 2>/dev/null && break
 		kill -0 "$SNAP_PID" 2>/dev/null || break
+		guest_silent "$log" "$i" && break
 		sleep 1
 	done
 	grep -aq '^vsockpause: listening' "$log" 2>/dev/null ||
