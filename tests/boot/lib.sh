@@ -177,6 +177,20 @@ guest_silent() {
 		! grep -q '[^[:space:]]' "$1" 2>/dev/null && : >"$1.silent"
 }
 
+# wait_line LOG PATTERN PID: for up to BOOT_TIMEOUT s, until LOG has a line
+# matching PATTERN (grep's basic regex), while vmm PID runs and its guest is
+# not silent (guest_silent). Succeeds once the line is there.
+wait_line() {
+	local i
+	for i in $(seq "$BOOT_TIMEOUT"); do
+		grep -aq "$2" "$1" 2>/dev/null && return 0
+		kill -0 "$3" 2>/dev/null || break
+		guest_silent "$1" "$i" && break
+		sleep 1
+	done
+	grep -aq "$2" "$1" 2>/dev/null
+}
+
 # flaw_noted: nested_flaw has noted this attempt's boot as wrecked by the
 # emulation; prints why.
 flaw_noted() {

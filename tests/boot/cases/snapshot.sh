@@ -216,13 +216,7 @@ case_snapshot_blk_writes() {
 		boot_fail "vmm did not come up: $(tail -n 2 "$log.stderr")" "$log"
 		return
 	fi
-	for i in $(seq "$BOOT_TIMEOUT"); do
-		grep -q '^loop_started' "$log" 2>/dev/null && break
-		kill -0 "$SNAP_PID" 2>/dev/null || break
-		guest_silent "$log" "$i" && break
-		sleep 1
-	done
-	if ! grep -q '^loop_started' "$log" 2>/dev/null; then
+	if ! wait_line "$log" '^loop_started' "$SNAP_PID"; then
 		snap_kill
 		boot_fail "the guest's write loop never started" "$log"
 		return

@@ -328,13 +328,7 @@ case_vhost_user_blk_snapshot() {
 		--cpus 2 --memory 256M --api-socket "$api" --vhost-user "type=blk,socket=$sock,queues=2" \
 		</dev/null >"$log.stderr" 2>&1 &
 	pid=$!
-	for i in $(seq "$BOOT_TIMEOUT"); do
-		grep -q '^loop_started' "$log" 2>/dev/null && break
-		kill -0 "$pid" 2>/dev/null || break
-		guest_silent "$log" "$i" && break
-		sleep 1
-	done
-	if ! grep -q '^loop_started' "$log" 2>/dev/null; then
+	if ! wait_line "$log" '^loop_started' "$pid"; then
 		kill -KILL "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
 		vhu_stop "$QSD_PID"
@@ -382,13 +376,7 @@ snapshot_refused_with() {
 		--cmdline "$CMDLINE_BASE vmm.test=count" --cpus 1 --memory 256M --api-socket "$api" \
 		--vhost-user "$spec,socket=$sock" </dev/null >"$log.stderr" 2>&1 &
 	pid=$!
-	for i in $(seq "$BOOT_TIMEOUT"); do
-		grep -aq '^count=2' "$log" 2>/dev/null && break
-		kill -0 "$pid" 2>/dev/null || break
-		guest_silent "$log" "$i" && break
-		sleep 1
-	done
-	if ! grep -aq '^count=2' "$log" 2>/dev/null; then
+	if ! wait_line "$log" '^count=2' "$pid"; then
 		kill -KILL "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
 		vhu_stop "$QSD_PID"

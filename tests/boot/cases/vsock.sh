@@ -170,13 +170,7 @@ case_snapshot_vsock() {
 		boot_fail "vmm did not come up: $(tail -n 2 "$log.stderr")" "$log"
 		return
 	fi
-	for i in $(seq "$BOOT_TIMEOUT"); do
-		grep -aq '^snapvsock: listening' "$log" 2>/dev/null && break
-		kill -0 "$SNAP_PID" 2>/dev/null || break
-		guest_silent "$log" "$i" && break
-		sleep 1
-	done
-	if ! grep -aq '^snapvsock: listening' "$log" 2>/dev/null; then
+	if ! wait_line "$log" '^snapvsock: listening' "$SNAP_PID"; then
 		snap_kill
 		kill "$lp" 2>/dev/null
 		boot_fail "the guest never listened: $(tail -n 1 "$log.stderr")" "$log"
@@ -374,13 +368,7 @@ case_vsock_pause_resume() {
 		boot_fail "vmm did not come up: $(tail -n 2 "$log.stderr")" "$log"
 		return
 	fi
-	for i in $(seq "$BOOT_TIMEOUT"); do
-		grep -aq '^vsockpause: listening' "$log" 2>/dev/null && break
-		kill -0 "$SNAP_PID" 2>/dev/null || break
-		guest_silent "$log" "$i" && break
-		sleep 1
-	done
-	grep -aq '^vsockpause: listening' "$log" 2>/dev/null ||
+	wait_line "$log" '^vsockpause: listening' "$SNAP_PID" ||
 		{ snap_kill; boot_fail "the guest never listened: $(tail -n 1 "$log.stderr")" "$log"; return; }
 	"$VSOCK_TOOL" -t 300 -r 60 -n 4 uconnect "$sock" 5050 echocheck "$bytes" >"$dir/before" 2>&1
 	grep -q '^connections=4 failed=0' "$dir/before" ||
