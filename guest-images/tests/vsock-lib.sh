@@ -1,13 +1,17 @@
 #!/bin/sh
-# What the vsock-xchg, vsock-socat and vsock-snapshot guest tests share (sourced as
-# /tests/vsock-lib): vsock_bytes, the bytes each way on every connection
-# (vmm.vsock_bytes=N on the kernel command line, default 8 MiB), and the
-# check that the virtio-vsock driver bound (no /dev/vsock: the test fails at
-# once), and vsock_pair (below). Run alone it makes only that check.
+# What the vsock-xchg, vsock-socat, vsock-snapshot, vsock-seqbridge and
+# vsock-pause guest tests share (sourced as /tests/vsock-lib): vsock_bytes,
+# the bytes each way on every connection (vmm.vsock_bytes=N on the kernel
+# command line, default 8 MiB), vsock_msgs, the SEQPACKET messages
+# (vmm.vsock_msgs=N, default 200), the check that the virtio-vsock driver
+# bound (no /dev/vsock: the test fails at once), and vsock_pair (below). Run
+# alone it makes only that check.
 vsock_bytes=8388608
+vsock_msgs=200
 for word in $(cat /proc/cmdline); do
 	case $word in
 		vmm.vsock_bytes=*) vsock_bytes=${word#*=} ;;
+		vmm.vsock_msgs=*)  vsock_msgs=${word#*=} ;;
 	esac
 done
 [ -e /dev/vsock ] || { echo "vsock: no /dev/vsock (driver not bound)"; exit 1; }

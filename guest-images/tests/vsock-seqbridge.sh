@@ -7,16 +7,10 @@
 # the host's SOCK_STREAM socket PATH_6030 (the guest's socket type picks the
 # type of PATH_<port>, whatever the bridge's own socket is).
 . /tests/vsock-lib
-msgs=200
-for word in $(cat /proc/cmdline); do
-	case $word in
-		vmm.vsock_msgs=*) msgs=${word#*=} ;;
-	esac
-done
 rc=0
-vsockt -t 300 -s listen 5030 seqrecv "$msgs" >/tmp/h2g.out 2>&1 &
+vsockt -t 300 -s listen 5030 seqrecv "$vsock_msgs" >/tmp/h2g.out 2>&1 &
 p1=$!
-vsockt -t 300 -s listen 5031 seqsend "$msgs" >/tmp/g2h.out 2>&1 &
+vsockt -t 300 -s listen 5031 seqsend "$vsock_msgs" >/tmp/g2h.out 2>&1 &
 p2=$!
 vsockt -t 300 -r 120 connect 2 6030 send "$vsock_bytes" >/tmp/stream.out 2>&1 || rc=1
 wait $p1 || rc=1
