@@ -171,6 +171,17 @@ static void hs_line(struct hs *h)
 
 enum { HS_MORE, HS_DONE };
 
+/* A non-blocking recv from the client, retried on EINTR. */
+static ssize_t hs_recv(struct hs *h, void *buf, size_t len, int flags)
+{
+	ssize_t n;
+
+	do
+		n = recv(h->fd, buf, len, MSG_DONTWAIT | flags);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
 /*
  * A SEQPACKET client's first message is its line, the newline optional: the
  * message ends it. Read whole (MSG_TRUNC gives its real length), so nothing
@@ -179,11 +190,9 @@ enum { HS_MORE, HS_DONE };
 static int hs_take_message(struct hs *h)
 {
 	char buf[VSOCK_BRIDGE_LINE_MAX + 2];
-	ssize_t n;
+	ssize_t n = hs_recv(h, buf, sizeof(buf), MSG_TRUNC);
+	size_t len;
 
-	do
-		n = recv(h->fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
-	while (n < 0 && errno == EINTR);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		return HS_MORE;
 	/* 0 is an empty message or the client gone: SEQPACKET cannot tell them apart. */
@@ -191,12 +200,16 @@ static int hs_take_message(struct hs *h)
 		hs_drop(h, "the client went away or sent an empty message during the handshake");
 		return HS_DONE;
 	}
-	if ((size_t)n > sizeof(buf) - 1 || (buf[n - 1] != '\n' && (size_t)n > VSOCK_BRIDGE_LINE_MAX)) {
+	/* n is the message's real length, which may exceed what buf took. */
+	len = (size_t)n;
+	if (len <= sizeof(buf) && buf[len - 1] == '\n')
+		len--;
+	if (len > VSOCK_BRIDGE_LINE_MAX) {
 		hs_drop(h, "handshake message too long");
 		return HS_DONE;
 	}
-	h->len = (unsigned)(buf[n - 1] == '\n' ? n - 1 : n);
-	memcpy(h->line, buf, h->len);
+	h->len = (unsigned)len;
+	memcpy(h->line, buf, len);
 	hs_line(h);
 	return HS_DONE;
 }
@@ -212,9 +225,7 @@ static int hs_take(struct hs *h)
 	if (h->b->type == VSOCK_SEQPACKET)
 		return hs_take_message(h);
 	/* Peek, then take only up to the newline: what follows it is the guest's. */
-	do
-		n = recv(h->fd, buf, room, MSG_DONTWAIT | MSG_PEEK);
-	while (n < 0 && errno == EINTR);
+	n = hs_recv(h, buf, room, MSG_PEEK);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		return HS_MORE;
 	if (n <= 0) {
@@ -227,9 +238,7 @@ static int hs_take(struct hs *h)
 		hs_drop(h, "handshake line too long");
 		return HS_DONE;
 	}
-	do
-		n = recv(h->fd, buf, take, MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
+	n = hs_recv(h, buf, take, 0);
 	if (n != (ssize_t)take) {
 		hs_drop(h, "the client went away during the handshake");
 		return HS_DONE;
