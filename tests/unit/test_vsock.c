@@ -1500,6 +1500,15 @@ static int unix_connect(const char *path, int type)
 	return fd;
 }
 
+/* A client of the bridge at path that has sent msg in one write (one message, SEQPACKET). */
+static int client_sends(const char *path, int type, const char *msg, size_t len)
+{
+	int fd = unix_connect(path, type);
+
+	assert_int_equal(send(fd, msg, len, 0), (ssize_t)len);
+	return fd;
+}
+
 static int unix_listen(const char *path, int type)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -1627,9 +1636,8 @@ static void test_bridge_host_to_guest(void **state)
 	int fd;
 
 	(void)state;
-	fd = unix_connect(b->path, SOCK_STREAM);
 	/* The command and the first data in one write: the data is the guest's. */
-	assert_int_equal(send(fd, "CONNECT 5000\nEARLY", 18, 0), 18);
+	fd = client_sends(b->path, SOCK_STREAM, "CONNECT 5000\nEARLY", 18);
 	req = wait_request(f, 5000);
 	tx_pkt(f, 1, VIRTIO_VSOCK_OP_RESPONSE, 5000, req.p.src_port, 0, NULL, 0);
 	assert_int_equal(read_ok_line(f, fd, &port), 0);
@@ -1665,8 +1673,7 @@ static void test_bridge_refused(void **state)
 	int fd;
 
 	(void)state;
-	fd = unix_connect(b->path, SOCK_STREAM);
-	assert_int_equal(send(fd, "CONNECT 5001\n", 13, 0), 13);
+	fd = client_sends(b->path, SOCK_STREAM, "CONNECT 5001\n", 13);
 	req = wait_request(f, 5001);
 	tx_pkt(f, 1, VIRTIO_VSOCK_OP_RST, 5001, req.p.src_port, 0, NULL, 0);
 	/* Closed without an OK. */
@@ -1685,19 +1692,14 @@ static void test_bridge_hostile_clients(void **state)
 	uint32_t port;
 
 	(void)state;
-	longline = unix_connect(b->path, SOCK_STREAM);
-	assert_int_equal(send(longline, "CONNECT 1111111111111111111111111111111111111", 45, 0), 45);
-	garbage = unix_connect(b->path, SOCK_STREAM);
-	assert_int_equal(send(garbage, "GET / HTTP/1.0\n", 15, 0), 15);
-	gone = unix_connect(b->path, SOCK_STREAM);
-	assert_int_equal(send(gone, "CONN", 4, 0), 4);
+	longline = client_sends(b->path, SOCK_STREAM, "CONNECT 1111111111111111111111111111111111111", 45);
+	garbage = client_sends(b->path, SOCK_STREAM, "GET / HTTP/1.0\n", 15);
+	gone = client_sends(b->path, SOCK_STREAM, "CONN", 4);
 	close(gone);
 	silent = unix_connect(b->path, SOCK_STREAM);
-	half = unix_connect(b->path, SOCK_STREAM);
-	assert_int_equal(send(half, "CONNECT 50", 10, 0), 10);
+	half = client_sends(b->path, SOCK_STREAM, "CONNECT 50", 10);
 	/* Meanwhile a well-behaved client is served at once. */
-	good = unix_connect(b->path, SOCK_STREAM);
-	assert_int_equal(send(good, "CONNECT 5002\n", 13, 0), 13);
+	good = client_sends(b->path, SOCK_STREAM, "CONNECT 5002\n", 13);
 	req = wait_request(f, 5002);
 	tx_pkt(f, 1, VIRTIO_VSOCK_OP_RESPONSE, 5002, req.p.src_port, 0, NULL, 0);
 	assert_int_equal(read_ok_line(f, good, &port), 0);
@@ -1850,8 +1852,7 @@ static void test_bridge_seqpacket_host_to_guest(void **state)
 	assert_int_equal(errno, EPROTOTYPE);
 	close(sfd);
 	/* The command is one message; two messages for the guest follow before the answer. */
-	fd = unix_connect(b->path, SOCK_SEQPACKET);
-	assert_int_equal(send(fd, "CONNECT 5010\n", 13, 0), 13);
+	fd = client_sends(b->path, SOCK_SEQPACKET, "CONNECT 5010\n", 13);
 	assert_int_equal(send(fd, "m1", 2, 0), 2);
 	assert_int_equal(send(fd, "msg2", 4, 0), 4);
 	req = wait_request(f, 5010);
@@ -1887,8 +1888,7 @@ static void test_bridge_seqpacket_host_to_guest(void **state)
 	tx_pkt(f, VIRTIO_VSOCK_TYPE_SEQPACKET, VIRTIO_VSOCK_OP_RST, 5010, req.p.src_port, 0, NULL, 0);
 	assert_int_equal(conns(f), 0);
 	/* Without its newline the message is the command all the same. */
-	fd = unix_connect(b->path, SOCK_SEQPACKET);
-	assert_int_equal(send(fd, "connect 5011", 12, 0), 12);
+	fd = client_sends(b->path, SOCK_SEQPACKET, "connect 5011", 12);
 	req = wait_request(f, 5011);
 	tx_pkt(f, VIRTIO_VSOCK_TYPE_SEQPACKET, VIRTIO_VSOCK_OP_RST, 5011, req.p.src_port, 0, NULL, 0);
 	/* Refused: closed without an OK. */
@@ -1905,15 +1905,11 @@ static void test_bridge_seqpacket_hostile(void **state)
 	int longmsg, empty, garbage, split;
 
 	(void)state;
-	longmsg = unix_connect(b->path, SOCK_SEQPACKET);
-	assert_int_equal(send(longmsg, "CONNECT 5012                              \n", 43, 0), 43);
-	empty = unix_connect(b->path, SOCK_SEQPACKET);
-	assert_int_equal(send(empty, "", 0, 0), 0);
-	garbage = unix_connect(b->path, SOCK_SEQPACKET);
-	assert_int_equal(send(garbage, "CONNECT 50x2\n", 13, 0), 13);
+	longmsg = client_sends(b->path, SOCK_SEQPACKET, "CONNECT 5012                              \n", 43);
+	empty = client_sends(b->path, SOCK_SEQPACKET, "", 0);
+	garbage = client_sends(b->path, SOCK_SEQPACKET, "CONNECT 50x2\n", 13);
 	/* A command split over two messages is not one: the first alone is a bad command. */
-	split = unix_connect(b->path, SOCK_SEQPACKET);
-	assert_int_equal(send(split, "CONNECT", 7, 0), 7);
+	split = client_sends(b->path, SOCK_SEQPACKET, "CONNECT", 7);
 	assert_int_equal(send(split, " 5012\n", 6, 0), 6);
 	assert_true(seq_read(f, longmsg, buf, sizeof(buf), 1000) <= 0);
 	assert_true(seq_read(f, empty, buf, sizeof(buf), 1000) <= 0);
@@ -1943,8 +1939,7 @@ static void test_bridge_seqpacket_not_negotiated(void **state)
 	int fd;
 
 	(void)state;
-	fd = unix_connect(b->path, SOCK_SEQPACKET);
-	assert_int_equal(send(fd, "CONNECT 5013\n", 13, 0), 13);
+	fd = client_sends(b->path, SOCK_SEQPACKET, "CONNECT 5013\n", 13);
 	/* The guest's transport cannot take SEQPACKET: closed, nothing asked of the guest. */
 	assert_int_equal(seq_read(f, fd, buf, sizeof(buf), 2000), 0);
 	assert_false(rx_take(f, &r));
